@@ -1,0 +1,143 @@
+/*
+ * config.h - dnsgw configuration: built-in defaults < YAML file (libcyaml) <
+ * DNSGW_* environment < command-line flags.
+ *
+ * gw_conf_t is a plain value: fixed-size arrays, no heap pointers, so it can be
+ * copied to every worker and freed by nothing. Every limit of REQUIREMENTS.md
+ * is a field here with its default set by gw_conf_defaults().
+ *
+ * Errors are written to a caller buffer as one line. Errors about the file read
+ * "FILE:LINE:COLUMN: message"; about the environment "DNSGW_X: message"; about
+ * flags "--flag: message".
+ */
+#ifndef GW_CONFIG_H
+#define GW_CONFIG_H
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define GW_CONF_MAX_LISTEN 32
+#define GW_CONF_MAX_UPSTREAM 16
+#define GW_CONF_MAX_URL 512
+#define GW_CONF_MAX_PATH 256
+#define GW_CONF_MAX_NAME 256
+
+/* Transport of a listener or an upstream, named by its URL scheme. */
+typedef enum gw_proto {
+	GW_PROTO_UDP,   /* udp:// listener or upstream */
+	GW_PROTO_TCP,   /* tcp:// listener or upstream */
+	GW_PROTO_DOT,   /* dot:// listener, tls:// upstream */
+	GW_PROTO_DOH,   /* doh:// listener, https:// upstream */
+	GW_PROTO_H2C,   /* h2c:// listener (cleartext DoH behind a proxy) */
+	GW_PROTO_DOQ,   /* doq:// listener, quic:// upstream */
+} gw_proto_t;
+
+typedef struct gw_endpoint {
+	gw_proto_t proto;
+	char url[GW_CONF_MAX_URL];       /* as written, for logs */
+	struct sockaddr_storage addr;    /* numeric address and port */
+	socklen_t addrlen;               /* 0 when host needs resolving */
+	char host[GW_CONF_MAX_NAME];     /* host as written, IPv6 unbracketed */
+	char path[GW_CONF_MAX_PATH];     /* DoH path, default "/dns-query" */
+	char tls_name[GW_CONF_MAX_NAME]; /* upstream "#name", or https host */
+} gw_endpoint_t;
+
+typedef enum gw_log_format { GW_LOG_LOGFMT, GW_LOG_JSON } gw_log_format_t;
+
+/* Limits of REQUIREMENTS.md; times in milliseconds. */
+typedef struct gw_limits_conf {
+	uint32_t handshake_timeout_ms;     /* 5000: TLS handshake */
+	uint32_t idle_timeout_ms;          /* 10000: stream idle */
+	uint32_t partial_timeout_ms;       /* 2000: half a message */
+	uint32_t write_timeout_ms;         /* 5000: client not reading */
+	uint32_t max_read_events_per_query;/* 50: slowloris */
+	uint32_t max_inflight_per_conn;    /* 100 */
+	uint32_t max_conns_per_client;     /* 64, TCP and QUIC together */
+	uint32_t max_conns;                /* 10000 per process */
+	uint32_t max_waiting_per_client;   /* 1000 queries */
+	uint32_t drain_timeout_ms;         /* 5000: SIGTERM deadline */
+} gw_limits_conf_t;
+
+typedef struct gw_upstream_conf {
+	uint32_t timeout_ms;  /* 2000 per attempt */
+	uint32_t attempts;    /* 3 in all, each on another upstream if any */
+	bool strip_ecs;       /* true: EDNS Client Subnet removed (privacy) */
+} gw_upstream_conf_t;
+
+typedef struct gw_conf {
+	gw_endpoint_t listen[GW_CONF_MAX_LISTEN];
+	unsigned n_listen;
+	gw_endpoint_t upstream[GW_CONF_MAX_UPSTREAM];
+	unsigned n_upstream;
+	char cert_file[PATH_MAX]; /* empty: generated self-signed certificate */
+	char key_file[PATH_MAX];
+	char admin[GW_CONF_MAX_URL]; /* "ADDR:PORT" or empty (off) */
+	struct sockaddr_storage admin_addr; /* admin parsed */
+	socklen_t admin_addrlen;            /* 0 when admin is off */
+	unsigned threads;            /* 0 = number of CPUs */
+	int log_level;               /* GW_LOG_* of log.h */
+	gw_log_format_t log_format;
+	bool query_log;
+	gw_limits_conf_t limits;
+	gw_upstream_conf_t up;
+	char config_file[PATH_MAX]; /* the -c file, empty if none */
+} gw_conf_t;
+
+/* What the command line asked for. */
+typedef enum gw_action {
+	GW_ACTION_RUN,
+	GW_ACTION_CHECK,   /* -t */
+	GW_ACTION_VERSION, /* -V */
+	GW_ACTION_HELP,    /* -h */
+} gw_action_t;
+
+/* Fills every field with its built-in default (no listeners, no upstreams). */
+void gw_conf_defaults(gw_conf_t *c);
+
+/*
+ * Parses a listener (upstream=false) or upstream (upstream=true) URL into ep.
+ * Listener schemes: dot doh doq udp tcp h2c; upstream schemes: udp tcp tls
+ * https quic. IPv6 in brackets. Default ports: udp/tcp 53, dot/tls/doq/quic
+ * 853, doh/https 443, h2c 80. Returns 0 or GW_EINVAL with a reason in err.
+ */
+int gw_endpoint_parse(const char *url, bool upstream, gw_endpoint_t *ep,
+		      char *err, size_t errlen);
+
+/*
+ * The whole precedence chain: defaults, then -c FILE (if given), then the
+ * DNSGW_* variables in envp, then the flags in argv. Then fills what is still
+ * missing for a zero-config run: loopback listeners (gw_conf_default_listeners)
+ * and, with no upstream, the first nameserver of resolv_conf_path, refusing it
+ * when it is one of our own listen addresses (a forwarding loop).
+ * On success returns 0 and sets *action. On failure returns GW_ECONFIG with a
+ * one-line message in err ("file:line:column: ...", "--flag: ...").
+ * -h and -V return 0 with the action set even when other input is bad.
+ */
+int gw_conf_build(gw_conf_t *c, int argc, char **argv, char **envp,
+		  const char *resolv_conf_path, gw_action_t *action, char *err,
+		  size_t errlen);
+
+/* Usage text for -h. */
+void gw_conf_usage(FILE *out);
+
+/*
+ * The zero-config listeners dot://127.0.0.1:8853, udp://127.0.0.1:8053 and
+ * tcp://127.0.0.1:8053, replacing c->listen. gw_conf_build() calls it when no
+ * listener is configured.
+ */
+void gw_conf_default_listeners(gw_conf_t *c);
+
+/*
+ * Parses "ADDR:PORT" (IPv4 or [IPv6], numeric, port required), as used by
+ * --admin. Returns 0 or GW_EINVAL with a reason in err.
+ */
+int gw_conf_parse_addr(const char *s, struct sockaddr_storage *ss,
+		       socklen_t *len, char *err, size_t errlen);
+
+/* The URL scheme of a proto: "dot" or, for upstreams, "tls"; for logs. */
+const char *gw_proto_scheme(gw_proto_t proto, bool upstream);
+
+#endif
