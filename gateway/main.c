@@ -1,0 +1,236 @@
+/*
+ * main.c - start-up, signals and shutdown.
+ *
+ * The main thread parses the configuration, loads certificates, binds every
+ * listener for every worker (so a bad address fails before anything runs),
+ * starts the workers and then only waits for signals.
+ */
+#include <cyaml/cyaml.h>
+#include <ev.h>
+#include <nghttp2/nghttp2.h>
+#include <ngtcp2/ngtcp2.h>
+#include <ngtcp2/ngtcp2_crypto_wolfssl.h>
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+#include <wolfssl/version.h>
+
+#include <arpa/inet.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "certs/certs.h"
+#include "gateway/config.h"
+#include "gateway/connlimit.h"
+#include "gateway/error.h"
+#include "gateway/log.h"
+#include "gateway/worker.h"
+
+extern char **environ;
+
+/* Exit codes, so a supervisor can tell what went wrong. */
+enum {
+	EXIT_OK = 0,
+	EXIT_CONFIG = 2,  /* bad flags, environment or config file */
+	EXIT_CERT = 3,    /* certificate or key unusable */
+	EXIT_BIND = 4,    /* a listener could not be bound */
+	EXIT_RUNTIME = 5, /* out of memory or threads at start-up */
+};
+
+static void print_version(void)
+{
+	printf("dnsgw %s\n", DNSGW_VERSION);
+	printf("wolfSSL %s (QUIC: %s)\n", wolfSSL_lib_version(),
+#ifdef WOLFSSL_QUIC
+	       "yes"
+#else
+	       "no"
+#endif
+	);
+	/* Taking the address keeps the QUIC crypto helper linked in. */
+	int (*quic_cfg)(WOLFSSL_CTX *) =
+		ngtcp2_crypto_wolfssl_configure_server_context;
+	printf("ngtcp2 %s (crypto: ngtcp2_crypto_wolfssl%s)\n",
+	       ngtcp2_version(0)->version_str, quic_cfg ? "" : " missing");
+	printf("nghttp2 %s\n", nghttp2_version(0)->version_str);
+	printf("libev %d.%d\n", ev_version_major(), ev_version_minor());
+	printf("libcyaml %s\n", cyaml_version_str);
+	printf("transports: dot udp tcp\n");
+	printf("upstreams: udp tcp\n");
+}
+
+static const char *proto_name(gw_proto_t p)
+{
+	switch (p) {
+	case GW_PROTO_UDP: return "UDP";
+	case GW_PROTO_TCP: return "TCP";
+	case GW_PROTO_DOT: return "DoT";
+	case GW_PROTO_DOH: return "DoH";
+	case GW_PROTO_H2C: return "h2c";
+	case GW_PROTO_DOQ: return "DoQ";
+	}
+	return "?";
+}
+
+/* Tells a person how to try every listener with real clients. */
+static void print_banner(const gw_conf_t *c, const gw_certs_t *certs)
+{
+	printf("dnsgw %s is serving:\n", DNSGW_VERSION);
+	for (unsigned i = 0; i < c->n_listen; i++) {
+		const gw_endpoint_t *ep = &c->listen[i];
+		char host[INET6_ADDRSTRLEN] = "";
+		unsigned port;
+		if (ep->addr.ss_family == AF_INET6) {
+			const struct sockaddr_in6 *s6 = (const void *)&ep->addr;
+			inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
+			port = ntohs(s6->sin6_port);
+		} else {
+			const struct sockaddr_in *s4 = (const void *)&ep->addr;
+			inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
+			port = ntohs(s4->sin_port);
+		}
+		printf("  %-4s %s\n", proto_name(ep->proto), ep->url);
+		switch (ep->proto) {
+		case GW_PROTO_DOT:
+			printf("       kdig @%s -p %u +tls example.com\n", host,
+			       port);
+			if (certs && !c->cert_file[0])
+				printf("       kdig @%s -p %u +tls-pin=%s example.com\n",
+				       host, port, gw_certs_spki_pin(certs));
+			printf("       dig @%s -p %u +tls example.com\n", host,
+			       port);
+			break;
+		case GW_PROTO_UDP:
+			printf("       dig @%s -p %u example.com\n", host, port);
+			break;
+		case GW_PROTO_TCP:
+			printf("       dig @%s -p %u +tcp example.com\n", host,
+			       port);
+			break;
+		default:
+			break;
+		}
+	}
+	for (unsigned i = 0; i < c->n_upstream; i++)
+		printf("  forwarding to %s\n", c->upstream[i].url);
+	if (certs && !c->cert_file[0])
+		printf("  certificate: generated self-signed (pass --cert/--key for your own)\n");
+	fflush(stdout);
+}
+
+static bool needs_tls(const gw_conf_t *c)
+{
+	for (unsigned i = 0; i < c->n_listen; i++)
+		if (c->listen[i].proto == GW_PROTO_DOT ||
+		    c->listen[i].proto == GW_PROTO_DOH ||
+		    c->listen[i].proto == GW_PROTO_DOQ)
+			return true;
+	return false;
+}
+
+int main(int argc, char **argv)
+{
+	static gw_conf_t conf;
+	gw_action_t action;
+	char err[1024] = "";
+
+	if (gw_conf_build(&conf, argc, argv, environ, "/etc/resolv.conf",
+			  &action, err, sizeof(err)) < 0) {
+		fprintf(stderr, "dnsgw: %s\n", err);
+		return EXIT_CONFIG;
+	}
+	if (action == GW_ACTION_HELP) {
+		gw_conf_usage(stdout);
+		return EXIT_OK;
+	}
+	if (action == GW_ACTION_VERSION) {
+		print_version();
+		return EXIT_OK;
+	}
+	gw_log_setup(conf.log_level, conf.log_format == GW_LOG_JSON);
+	gw_certs_global_init();
+
+	gw_certs_t *certs = NULL;
+	if (needs_tls(&conf) || conf.cert_file[0]) {
+		static const char *const alpn[] = {"dot", NULL};
+		certs = conf.cert_file[0]
+				? gw_certs_load(conf.cert_file, conf.key_file,
+						alpn, err, sizeof(err))
+				: gw_certs_selfsigned(alpn, err, sizeof(err));
+		if (!certs) {
+			gw_log(GW_LOG_ERROR, "certs", "certificate refused",
+			       "error", err, NULL);
+			fprintf(stderr, "dnsgw: %s\n", err);
+			return EXIT_CERT;
+		}
+	}
+	if (action == GW_ACTION_CHECK) {
+		printf("%s: configuration ok\n",
+		       conf.config_file[0] ? conf.config_file : "dnsgw");
+		gw_certs_unref(certs);
+		return EXIT_OK;
+	}
+
+	/* Workers inherit this mask; only the main thread takes signals. */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	gw_connlimit_t *cl = gw_connlimit_new(conf.limits.max_conns_per_client,
+					      conf.limits.max_conns);
+	gw_worker_t *workers = calloc(conf.threads, sizeof(*workers));
+	if (!cl || !workers) {
+		fprintf(stderr, "dnsgw: out of memory at start-up\n");
+		return EXIT_RUNTIME;
+	}
+	for (unsigned i = 0; i < conf.threads; i++) {
+		int r = gw_worker_init(&workers[i], i, &conf, certs, cl, err,
+				       sizeof(err));
+		if (r < 0) {
+			gw_log(GW_LOG_ERROR, "main", "start-up failed", "error",
+			       err, NULL);
+			fprintf(stderr, "dnsgw: %s\n", err);
+			return r == GW_ECONFIG ? EXIT_CONFIG : EXIT_BIND;
+		}
+	}
+	for (unsigned i = 0; i < conf.threads; i++) {
+		if (gw_worker_start(&workers[i]) < 0) {
+			fprintf(stderr, "dnsgw: cannot start worker threads\n");
+			return EXIT_RUNTIME;
+		}
+	}
+	print_banner(&conf, certs);
+	char nthreads[16];
+	snprintf(nthreads, sizeof(nthreads), "%u", conf.threads);
+	gw_log(GW_LOG_INFO, "main", "ready", "threads", nthreads, NULL);
+
+	for (;;) {
+		int sig = 0;
+		if (sigwait(&sigs, &sig) != 0)
+			continue;
+		if (sig == SIGHUP) {
+			gw_log(GW_LOG_INFO, "main",
+			       "SIGHUP ignored: reload is not implemented yet",
+			       NULL);
+			continue;
+		}
+		break;
+	}
+	gw_log(GW_LOG_INFO, "main", "draining", NULL);
+	for (unsigned i = 0; i < conf.threads; i++)
+		gw_worker_request_drain(&workers[i]);
+	for (unsigned i = 0; i < conf.threads; i++)
+		gw_worker_join(&workers[i]);
+	for (unsigned i = 0; i < conf.threads; i++)
+		gw_worker_deinit(&workers[i]);
+	free(workers);
+	gw_connlimit_free(cl);
+	gw_certs_unref(certs);
+	gw_log(GW_LOG_INFO, "main", "stopped", NULL);
+	return EXIT_OK;
+}

@@ -1,0 +1,197 @@
+/*
+ * worker.c - worker threads: one loop, its sockets, its upstream pool.
+ */
+#include "worker.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gateway/error.h"
+#include "gateway/log.h"
+#include "transports/do53.h"
+#include "transports/stream.h"
+
+double gw_clock_monotonic(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Runs first in every iteration (highest priority check watcher), so all
+ * callbacks of the iteration see the same time. */
+static void on_clock(struct ev_loop *loop, ev_check *c, int revents)
+{
+	gw_worker_t *w = c->data;
+	w->now = gw_clock_monotonic();
+}
+
+static int bind_listener(const gw_endpoint_t *ep, char *err, size_t errlen)
+{
+	int type = ep->proto == GW_PROTO_UDP || ep->proto == GW_PROTO_DOQ
+			   ? SOCK_DGRAM
+			   : SOCK_STREAM;
+	int fd = socket(ep->addr.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC,
+			0);
+	if (fd < 0)
+		goto fail;
+	int one = 1;
+	/* Every worker binds the same address; the kernel spreads clients
+	 * over them by 4-tuple hash. */
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+		goto fail;
+	if (ep->addr.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (const struct sockaddr *)&ep->addr, ep->addrlen) < 0)
+		goto fail;
+	return fd;
+fail:
+	snprintf(err, errlen, "%s: %s", ep->url, strerror(errno));
+	int e = -errno;
+	if (fd >= 0)
+		close(fd);
+	return e;
+}
+
+int gw_worker_init(gw_worker_t *w, unsigned id, const gw_conf_t *conf,
+		   gw_certs_t *certs, gw_connlimit_t *cl, char *err,
+		   size_t errlen)
+{
+	memset(w, 0, sizeof(*w));
+	w->id = id;
+	w->conf = conf;
+	w->certs = certs;
+	w->connlimit = cl;
+	w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
+	if (!w->loop) {
+		snprintf(err, errlen, "cannot create event loop");
+		return GW_ENOMEM;
+	}
+	ev_set_userdata(w->loop, w);
+	w->now = gw_clock_monotonic();
+	ev_check_init(&w->clock_watcher, on_clock);
+	w->clock_watcher.data = w;
+	ev_set_priority(&w->clock_watcher, EV_MAXPRI);
+	ev_check_start(w->loop, &w->clock_watcher);
+	ev_unref(w->loop);
+
+	w->pool = gw_up_pool_new(w->loop, conf, err, errlen);
+	if (!w->pool)
+		return GW_ECONFIG;
+
+	for (unsigned i = 0; i < conf->n_listen; i++) {
+		const gw_endpoint_t *ep = &conf->listen[i];
+		if (ep->proto != GW_PROTO_UDP && ep->proto != GW_PROTO_TCP &&
+		    ep->proto != GW_PROTO_DOT) {
+			snprintf(err, errlen,
+				 "%s: this transport is not available yet",
+				 ep->url);
+			return GW_ECONFIG;
+		}
+		int fd = bind_listener(ep, err, errlen);
+		if (fd < 0)
+			return fd;
+		gw_listener_t *l = &w->listeners[w->n_listeners++];
+		l->worker = w;
+		l->ep = ep;
+		l->fd = fd;
+	}
+	return 0;
+}
+
+/* Polled while draining: answers from upstreams finish queries at any time,
+ * and this keeps the exit condition in one place. */
+static void on_drain_tick(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	gw_worker_t *w = t->data;
+	gw_worker_check_drained(w);
+	if (w->now >= w->drain_deadline) {
+		gw_log(GW_LOG_WARN, "worker", "drain deadline passed, closing",
+		       NULL);
+		ev_break(loop, EVBREAK_ALL);
+	}
+}
+
+void gw_worker_check_drained(gw_worker_t *w)
+{
+	if (w->draining && w->n_conns == 0 &&
+	    gw_up_pool_inflight(w->pool) == 0)
+		ev_break(w->loop, EVBREAK_ALL);
+}
+
+static void start_drain(gw_worker_t *w)
+{
+	if (w->draining)
+		return;
+	w->draining = true;
+	for (unsigned i = 0; i < w->n_listeners; i++) {
+		gw_listener_t *l = &w->listeners[i];
+		ev_io_stop(w->loop, &l->io);
+		ev_timer_stop(w->loop, &l->resume);
+		close(l->fd);
+		l->fd = -1;
+	}
+	w->drain_deadline = w->now + w->conf->limits.drain_timeout_ms / 1000.0;
+	ev_timer_init(&w->drain_timer, on_drain_tick, 0.05, 0.05);
+	w->drain_timer.data = w;
+	ev_timer_start(w->loop, &w->drain_timer);
+	gw_stream_drain(w);
+	gw_worker_check_drained(w);
+}
+
+static void on_wakeup(struct ev_loop *loop, ev_async *a, int revents)
+{
+	gw_worker_t *w = a->data;
+	if (atomic_load(&w->drain_requested))
+		start_drain(w);
+}
+
+static void *worker_main(void *arg)
+{
+	gw_worker_t *w = arg;
+	for (unsigned i = 0; i < w->n_listeners; i++) {
+		gw_listener_t *l = &w->listeners[i];
+		int r = l->ep->proto == GW_PROTO_UDP
+				? gw_udp_listener_start(l)
+				: gw_stream_listener_start(l);
+		if (r < 0)
+			gw_log(GW_LOG_ERROR, "worker", "listener failed", "url",
+			       l->ep->url, "error", gw_strerror(r), NULL);
+	}
+	ev_run(w->loop, 0);
+	gw_stream_close_all(w);
+	return NULL;
+}
+
+int gw_worker_start(gw_worker_t *w)
+{
+	ev_async_init(&w->wakeup, on_wakeup);
+	w->wakeup.data = w;
+	ev_async_start(w->loop, &w->wakeup);
+	int r = pthread_create(&w->thread, NULL, worker_main, w);
+	return r ? -r : 0;
+}
+
+void gw_worker_request_drain(gw_worker_t *w)
+{
+	atomic_store(&w->drain_requested, true);
+	ev_async_send(w->loop, &w->wakeup);
+}
+
+void gw_worker_join(gw_worker_t *w) { pthread_join(w->thread, NULL); }
+
+void gw_worker_deinit(gw_worker_t *w)
+{
+	for (unsigned i = 0; i < w->n_listeners; i++)
+		if (w->listeners[i].fd >= 0)
+			close(w->listeners[i].fd);
+	if (w->pool)
+		gw_up_pool_free(w->pool);
+	if (w->loop)
+		ev_loop_destroy(w->loop);
+}

@@ -1,0 +1,88 @@
+/*
+ * worker.h - one worker thread: its own libev loop, its own SO_REUSEPORT
+ * listening sockets, its own upstream pool. Nothing here is shared between
+ * workers except the read-only configuration, the TLS context (refcounted,
+ * internally locked by wolfSSL) and the lock-free connection counters.
+ *
+ * The worker's clock: gw_worker_now() is CLOCK_MONOTONIC read once per loop
+ * iteration (a check watcher with top priority), so every deadline computed in
+ * one iteration agrees and wall-clock jumps never move a timer.
+ */
+#ifndef GW_WORKER_H
+#define GW_WORKER_H
+
+#include <ev.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "certs/certs.h"
+#include "gateway/config.h"
+#include "gateway/connlimit.h"
+#include "upstream/upstream.h"
+
+typedef struct gw_listener gw_listener_t;
+typedef struct gw_worker gw_worker_t;
+
+/* A listening socket of one worker. Front-ends keep their state in it. */
+struct gw_listener {
+	gw_worker_t *worker;
+	const gw_endpoint_t *ep;
+	int fd;
+	ev_io io;
+	bool paused; /* accept backed off (fd exhaustion, caps) */
+	ev_timer resume;
+};
+
+struct gw_worker {
+	unsigned id;
+	struct ev_loop *loop;
+	pthread_t thread;
+	const gw_conf_t *conf;
+	gw_certs_t *certs; /* NULL when no TLS listener */
+	gw_up_pool_t *pool;
+	gw_connlimit_t *connlimit; /* process-wide, lock-free */
+
+	gw_listener_t listeners[GW_CONF_MAX_LISTEN];
+	unsigned n_listeners;
+
+	double now; /* monotonic seconds, this iteration */
+	ev_check clock_watcher;
+	ev_async wakeup; /* drain request from the main thread */
+	atomic_bool drain_requested;
+	bool draining;
+	double drain_deadline;
+	ev_timer drain_timer;
+
+	/* live connections of every stream front-end, for drain */
+	unsigned n_conns;
+	struct gw_stream_conn *conns;
+
+	/* scratch space for one answer being finished (single-threaded) */
+	uint8_t answer_buf[65536 + 1024];
+};
+
+/* Monotonic seconds; valid inside loop callbacks. */
+static inline double gw_worker_now(const gw_worker_t *w) { return w->now; }
+double gw_clock_monotonic(void);
+
+/*
+ * Binds every listener of conf for this worker (SO_REUSEPORT, so each worker
+ * binds the same addresses). On failure writes "URL: reason" to err and
+ * returns a negative error. Borrows conf, certs and connlimit.
+ */
+int gw_worker_init(gw_worker_t *w, unsigned id, const gw_conf_t *conf,
+		   gw_certs_t *certs, gw_connlimit_t *cl, char *err,
+		   size_t errlen);
+/* Starts the thread running the loop. */
+int gw_worker_start(gw_worker_t *w);
+/* From any thread: stop accepting, finish in-flight work, then exit loop. */
+void gw_worker_request_drain(gw_worker_t *w);
+void gw_worker_join(gw_worker_t *w);
+void gw_worker_deinit(gw_worker_t *w);
+
+/* Called by front-ends when a connection ends; drain completes when none
+ * are left and nothing is in flight. */
+void gw_worker_check_drained(gw_worker_t *w);
+
+#endif

@@ -1,0 +1,15 @@
+/*
+ * do53.h - classic DNS over UDP (RFC 1035): the sidecar case.
+ *
+ * Datagrams are read in batches (recvmmsg); each becomes a query whose
+ * answer is sent back to the sender from the same socket, truncated with
+ * TC=1 past the client's EDNS payload size (512 without EDNS).
+ */
+#ifndef GW_DO53_H
+#define GW_DO53_H
+
+#include "gateway/worker.h"
+
+int gw_udp_listener_start(gw_listener_t *l);
+
+#endif

@@ -1,0 +1,493 @@
+/*
+ * stream.c - DNS over TCP and DNS over TLS connections (see stream.h).
+ *
+ * Reading:  socket -> [TLS decrypt] -> c->in -> frames -> gw_query_start()
+ * Writing:  on_answer() -> frame -> [TLS encrypt] -> out buffer -> socket
+ *
+ * Frames are taken in a loop, never by recursion, so a connection carrying
+ * any number of queries uses constant stack. When the connection has
+ * max_inflight_per_conn queries in flight, or its output is backed up, it
+ * stops reading: the kernel's window then throttles the client.
+ */
+#include "stream.h"
+
+#include <errno.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "gateway/error.h"
+#include "gateway/log.h"
+#include "gateway/query.h"
+#include "transports/frame.h"
+#include "transports/tls.h"
+
+#define READ_CHUNK 16384
+#define IN_MAX (2 + 65535 + READ_CHUNK)
+#define OUT_MAX (256 * 1024)  /* past this the client is not reading: close */
+#define OUT_HIGH (64 * 1024)  /* above this stop taking new queries */
+#define ACCEPT_BATCH 64
+
+typedef struct gw_stream_conn {
+	gw_worker_t *w;
+	gw_listener_t *l;
+	int fd;
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	ev_io rio, wio;
+	ev_timer timer;
+	gw_tls_t *tls; /* NULL for plain TCP */
+	gw_buf_t in;   /* plaintext, framed */
+	gw_buf_t out;  /* plaintext TCP output (TLS keeps its own) */
+	gw_query_t *queries; /* in flight, owned by the pipeline */
+	unsigned inflight;
+	unsigned partial_reads; /* read events without completing a query */
+	double t_accept, t_active, t_partial, t_write;
+	bool handshake_done;
+	bool reading;
+	bool eof;     /* client closed its side, or we stopped taking queries */
+	bool closing; /* free at the next timer callback */
+	struct gw_stream_conn *next, *prev;
+} gw_stream_conn_t;
+
+static void conn_update(gw_stream_conn_t *c);
+
+static gw_buf_t *conn_out(gw_stream_conn_t *c)
+{
+	return c->tls ? gw_tls_out(c->tls) : &c->out;
+}
+
+/* Frees happen only here, in the connection's own timer callback. */
+static void conn_free(gw_stream_conn_t *c)
+{
+	gw_worker_t *w = c->w;
+	while (c->queries) {
+		gw_query_t *q = c->queries;
+		c->queries = q->next;
+		gw_query_cancel(q);
+	}
+	ev_io_stop(w->loop, &c->rio);
+	ev_io_stop(w->loop, &c->wio);
+	ev_timer_stop(w->loop, &c->timer);
+	close(c->fd);
+	if (c->tls)
+		gw_tls_free(c->tls);
+	gw_buf_deinit(&c->in);
+	gw_buf_deinit(&c->out);
+	gw_connlimit_release(w->connlimit, (struct sockaddr *)&c->addr);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	w->n_conns--;
+	free(c);
+	gw_worker_check_drained(w);
+}
+
+static void conn_close(gw_stream_conn_t *c, const char *why)
+{
+	if (c->closing)
+		return;
+	gw_log(GW_LOG_DEBUG, "stream", "closing connection", "reason", why,
+	       NULL);
+	c->closing = true;
+	ev_io_stop(c->w->loop, &c->rio);
+	ev_io_stop(c->w->loop, &c->wio);
+	ev_feed_event(c->w->loop, &c->timer, EV_TIMER);
+}
+
+/* Writes what the socket takes; the rest waits for EV_WRITE. */
+static void conn_flush(gw_stream_conn_t *c)
+{
+	gw_buf_t *out = conn_out(c);
+	while (gw_buf_size(out) > 0) {
+		ssize_t n = send(c->fd, gw_buf_head(out), gw_buf_size(out),
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			conn_close(c, "write error");
+			return;
+		}
+		gw_buf_consume(out, (size_t)n);
+		c->t_write = c->w->now; /* progress resets the stall clock */
+	}
+	if (gw_buf_size(out) == 0) {
+		gw_buf_shrink(out);
+		ev_io_stop(c->w->loop, &c->wio);
+	} else if (!ev_is_active(&c->wio)) {
+		c->t_write = c->w->now;
+		ev_io_start(c->w->loop, &c->wio);
+	}
+}
+
+static void stream_on_answer(gw_query_t *q, const uint8_t *msg, size_t len)
+{
+	gw_stream_conn_t *c = q->client;
+	static __thread uint8_t framed[2 + 65535];
+
+	if (q->prev)
+		q->prev->next = q->next;
+	else
+		c->queries = q->next;
+	if (q->next)
+		q->next->prev = q->prev;
+	c->inflight--;
+	if (c->closing)
+		return;
+
+	/* RFC 7766 8: prefix and message in one write (one TLS record) */
+	framed[0] = (uint8_t)(len >> 8);
+	framed[1] = (uint8_t)len;
+	memcpy(framed + 2, msg, len);
+	int r = c->tls ? gw_tls_write(c->tls, framed, len + 2)
+		       : gw_buf_append(&c->out, framed, len + 2);
+	if (r < 0) {
+		conn_close(c, r == GW_ETOOBIG ? "client not reading"
+					      : "write failed");
+		return;
+	}
+	conn_flush(c);
+	if (!c->closing)
+		conn_update(c);
+}
+
+static const gw_query_client_ops_t stream_ops = {.on_answer = stream_on_answer};
+
+/* Takes every complete frame out of c->in while the caps allow. */
+static void conn_process(gw_stream_conn_t *c)
+{
+	const gw_limits_conf_t *lim = &c->w->conf->limits;
+	while (!c->closing && !c->eof && c->inflight < lim->max_inflight_per_conn &&
+	       gw_buf_size(conn_out(c)) < OUT_HIGH) {
+		const uint8_t *msg;
+		size_t len;
+		int r = gw_frame_next(gw_buf_head(&c->in), gw_buf_size(&c->in),
+				      &msg, &len);
+		if (r < 0) {
+			conn_close(c, "frame shorter than a DNS header");
+			return;
+		}
+		if (r == 0)
+			break;
+		c->partial_reads = 0;
+		gw_query_t *q = gw_query_new(c->w, c->tls ? GW_PROTO_DOT
+							  : GW_PROTO_TCP,
+					     &stream_ops, c,
+					     (struct sockaddr *)&c->addr,
+					     c->addrlen);
+		if (!q) {
+			conn_close(c, "out of memory");
+			return;
+		}
+		q->next = c->queries;
+		if (c->queries)
+			c->queries->prev = q;
+		c->queries = q;
+		c->inflight++;
+		/* may answer at once (local errors): stream_on_answer copes */
+		gw_query_start(q, msg, len);
+		gw_buf_consume(&c->in, (size_t)r);
+		c->t_partial = c->w->now;
+	}
+	if (gw_buf_size(&c->in) == 0)
+		gw_buf_shrink(&c->in);
+}
+
+/* Reads from the socket into c->in (through TLS when present).
+ * Returns false when the connection is done for. */
+static bool conn_read(gw_stream_conn_t *c)
+{
+	uint8_t chunk[READ_CHUNK];
+	ssize_t n = recv(c->fd, chunk, sizeof(chunk), MSG_DONTWAIT);
+	if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+		conn_close(c, "read error");
+		return false;
+	}
+	if (n == 0)
+		c->eof = true;
+	if (n > 0)
+		c->t_active = c->w->now;
+	if (!c->tls) {
+		if (n > 0 && gw_buf_append(&c->in, chunk, (size_t)n) < 0) {
+			conn_close(c, "input buffer full");
+			return false;
+		}
+		return true;
+	}
+	/* Decrypt even without new bytes: records read earlier may still
+	 * wait inside TLS after reading was paused. */
+	if (n > 0 && gw_tls_feed(c->tls, chunk, (size_t)n) < 0) {
+		conn_close(c, "tls input buffer full");
+		return false;
+	}
+	for (;;) {
+		if (gw_buf_reserve(&c->in, READ_CHUNK) < 0)
+			break; /* in is full: frames must be taken first */
+		ssize_t r = gw_tls_read(c->tls, gw_buf_tail(&c->in),
+					gw_buf_room(&c->in));
+		if (!c->handshake_done && gw_tls_handshake_done(c->tls)) {
+			c->handshake_done = true;
+			gw_log(GW_LOG_DEBUG, "dot", "handshake done", "alpn",
+			       gw_tls_alpn(c->tls), "version",
+			       gw_tls_version(c->tls), NULL);
+		}
+		if (r > 0) {
+			c->in.len += (size_t)r;
+			continue;
+		}
+		if (r == 0)
+			break;
+		if (r == GW_ECLOSED) {
+			c->eof = true;
+			break;
+		}
+		conn_flush(c); /* send the alert, if any */
+		conn_close(c, "tls error");
+		return false;
+	}
+	conn_flush(c); /* handshake messages */
+	return !c->closing;
+}
+
+static double deadline_min(double a, double b) { return a < b ? a : b; }
+
+/* One timer per connection, set to the earliest deadline that applies. */
+static double conn_deadline(gw_stream_conn_t *c, const char **what)
+{
+	const gw_limits_conf_t *lim = &c->w->conf->limits;
+	double d = INFINITY;
+	*what = "";
+	if (c->tls && !c->handshake_done) {
+		*what = "handshake timeout";
+		return c->t_accept + lim->handshake_timeout_ms / 1000.0;
+	}
+	if (gw_buf_size(conn_out(c)) > 0) {
+		d = c->t_write + lim->write_timeout_ms / 1000.0;
+		*what = "write stalled";
+	}
+	if (gw_buf_size(&c->in) > 0 && c->inflight < lim->max_inflight_per_conn) {
+		double p = c->t_partial + lim->partial_timeout_ms / 1000.0;
+		if (p < d) {
+			d = p;
+			*what = "partial message timeout";
+		}
+	}
+	if (c->inflight == 0 && gw_buf_size(conn_out(c)) == 0 &&
+	    gw_buf_size(&c->in) == 0) {
+		double i = c->t_active + lim->idle_timeout_ms / 1000.0;
+		if (c->w->draining)
+			i = c->w->now;
+		if (i < d) {
+			d = i;
+			*what = "idle timeout";
+		}
+	}
+	return d;
+}
+
+/* After any event: decide reading, closing and the next deadline. */
+static void conn_update(gw_stream_conn_t *c)
+{
+	gw_worker_t *w = c->w;
+	const gw_limits_conf_t *lim = &w->conf->limits;
+
+	if (c->closing)
+		return;
+	if ((c->eof || w->draining) && c->inflight == 0 &&
+	    gw_buf_size(conn_out(c)) == 0) {
+		conn_close(c, c->eof ? "client closed" : "draining");
+		return;
+	}
+	bool want_read = !c->eof && !w->draining &&
+			 c->inflight < lim->max_inflight_per_conn &&
+			 gw_buf_size(conn_out(c)) < OUT_HIGH;
+	if (want_read && !c->reading) {
+		ev_io_start(w->loop, &c->rio);
+		/* frames or records may already be buffered: look at them */
+		if (c->handshake_done || !c->tls)
+			ev_feed_event(w->loop, &c->rio, EV_READ);
+	}
+	else if (!want_read && c->reading)
+		ev_io_stop(w->loop, &c->rio);
+	c->reading = want_read;
+
+	const char *what;
+	double d = conn_deadline(c, &what);
+	ev_timer_stop(w->loop, &c->timer);
+	if (isfinite(d)) {
+		double after = d - w->now;
+		ev_timer_set(&c->timer, after > 0 ? after : 0, 0);
+		ev_timer_start(w->loop, &c->timer);
+	}
+}
+
+static void on_read(struct ev_loop *loop, ev_io *io, int revents)
+{
+	gw_stream_conn_t *c = io->data;
+	const gw_limits_conf_t *lim = &c->w->conf->limits;
+
+	if (c->closing)
+		return;
+	size_t before = gw_buf_size(&c->in);
+	if (!conn_read(c))
+		return;
+	conn_process(c);
+	if (c->closing)
+		return;
+	/* Slowloris: count read events that leave a message unfinished. */
+	if (gw_buf_size(&c->in) > 0) {
+		if (before == 0)
+			c->t_partial = c->w->now;
+		if (c->handshake_done || !c->tls) {
+			if (++c->partial_reads > lim->max_read_events_per_query) {
+				conn_close(c, "too many reads for one query");
+				return;
+			}
+		}
+	}
+	conn_update(c);
+}
+
+static void on_write(struct ev_loop *loop, ev_io *io, int revents)
+{
+	gw_stream_conn_t *c = io->data;
+	if (c->closing)
+		return;
+	conn_flush(c);
+	if (c->closing)
+		return;
+	conn_process(c); /* output drained below the mark: take queries again */
+	conn_update(c);
+}
+
+static void on_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	gw_stream_conn_t *c = t->data;
+	if (c->closing) {
+		conn_free(c);
+		return;
+	}
+	const char *what;
+	double d = conn_deadline(c, &what);
+	if (d <= c->w->now + 0.001) {
+		conn_close(c, what);
+		return;
+	}
+	conn_update(c);
+}
+
+static void conn_new(gw_listener_t *l, int fd, struct sockaddr_storage *addr,
+		     socklen_t addrlen)
+{
+	gw_worker_t *w = l->worker;
+	gw_stream_conn_t *c = calloc(1, sizeof(*c));
+	if (!c)
+		goto fail;
+	if (l->ep->proto == GW_PROTO_DOT) {
+		c->tls = gw_tls_new(w->certs, OUT_MAX);
+		if (!c->tls) {
+			free(c);
+			goto fail;
+		}
+	}
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->w = w;
+	c->l = l;
+	c->fd = fd;
+	memcpy(&c->addr, addr, addrlen);
+	c->addrlen = addrlen;
+	gw_buf_init(&c->in, IN_MAX);
+	gw_buf_init(&c->out, OUT_MAX);
+	c->t_accept = c->t_active = w->now;
+	ev_io_init(&c->rio, on_read, fd, EV_READ);
+	ev_io_init(&c->wio, on_write, fd, EV_WRITE);
+	ev_init(&c->timer, on_timer);
+	c->rio.data = c->wio.data = c->timer.data = c;
+	c->next = w->conns;
+	if (w->conns)
+		w->conns->prev = c;
+	w->conns = c;
+	w->n_conns++;
+	conn_update(c);
+	return;
+fail:
+	gw_connlimit_release(w->connlimit, (struct sockaddr *)addr);
+	close(fd);
+}
+
+static void on_resume(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	gw_listener_t *l = t->data;
+	l->paused = false;
+	if (!l->worker->draining)
+		ev_io_start(loop, &l->io);
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
+{
+	gw_listener_t *l = io->data;
+	gw_worker_t *w = l->worker;
+
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		struct sockaddr_storage addr;
+		socklen_t alen = sizeof(addr);
+		int fd = accept4(l->fd, (struct sockaddr *)&addr, &alen,
+				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM) {
+				/* Out of descriptors: back off instead of
+				 * spinning on a readable listener. */
+				gw_log(GW_LOG_WARN, "stream",
+				       "accept failed, backing off", "error",
+				       strerror(errno), NULL);
+				ev_io_stop(loop, &l->io);
+				l->paused = true;
+				ev_timer_set(&l->resume, 0.1, 0);
+				ev_timer_start(loop, &l->resume);
+			}
+			return;
+		}
+		if (!gw_connlimit_acquire(w->connlimit, (struct sockaddr *)&addr)) {
+			gw_log(GW_LOG_DEBUG, "stream", "connection cap reached",
+			       NULL);
+			close(fd);
+			continue;
+		}
+		conn_new(l, fd, &addr, alen);
+	}
+}
+
+int gw_stream_listener_start(gw_listener_t *l)
+{
+	if (listen(l->fd, 1024) < 0)
+		return -errno;
+	ev_io_init(&l->io, on_accept, l->fd, EV_READ);
+	l->io.data = l;
+	ev_init(&l->resume, on_resume);
+	l->resume.data = l;
+	ev_io_start(l->worker->loop, &l->io);
+	return 0;
+}
+
+void gw_stream_drain(gw_worker_t *w)
+{
+	for (gw_stream_conn_t *c = w->conns; c; c = c->next)
+		conn_update(c);
+}
+
+void gw_stream_close_all(gw_worker_t *w)
+{
+	while (w->conns)
+		conn_free(w->conns);
+}
