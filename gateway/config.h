@@ -40,6 +40,7 @@ typedef struct gw_endpoint {
 	char url[GW_CONF_MAX_URL];       /* as written, for logs */
 	struct sockaddr_storage addr;    /* numeric address and port */
 	socklen_t addrlen;               /* 0 when host needs resolving */
+	uint16_t port;                   /* host order; also set for names */
 	char host[GW_CONF_MAX_NAME];     /* host as written, IPv6 unbracketed */
 	char path[GW_CONF_MAX_PATH];     /* DoH path, default "/dns-query" */
 	char tls_name[GW_CONF_MAX_NAME]; /* upstream "#name", or https host */
