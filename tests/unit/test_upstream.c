@@ -1,0 +1,989 @@
+/*
+ * test_upstream.c - the upstream pool: selection, health, IDs and matching
+ * (sans-I/O, fake clock), then the UDP/TCP glue against scripted upstreams
+ * on 127.0.0.1 in a real libev loop.
+ *
+ * The I/O tests build gw_query_t objects by hand and divert the pool's
+ * results with gw_up_pool_set_result_ops(), so nothing here defines a symbol
+ * of dnsgw_core (gw_query_answer/gw_query_fail stay the library's).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "gateway/dns.h"
+#include "gateway/error.h"
+#include "gateway/log.h"
+#include "upstream/attempt.h"
+#include "upstream/select.h"
+#include "upstream/upstream.h"
+
+/* --- DNS message helpers --------------------------------------------------- */
+
+static size_t put_name(uint8_t *p, const char *name)
+{
+	size_t n = 0;
+
+	while (*name) {
+		const char *dot = strchr(name, '.');
+		size_t l = dot ? (size_t)(dot - name) : strlen(name);
+		p[n++] = (uint8_t)l;
+		memcpy(p + n, name, l);
+		n += l;
+		name += l;
+		if (*name == '.')
+			name++;
+	}
+	p[n++] = 0;
+	return n;
+}
+
+/* Header + one question; with an A record when an is set. */
+static size_t mk_msg(uint8_t *out, uint16_t id, uint16_t flags,
+		     const char *name, uint16_t qtype, bool an)
+{
+	size_t n = GW_DNS_HEADER_LEN;
+
+	memset(out, 0, GW_DNS_HEADER_LEN);
+	gw_dns_put16(out, id);
+	gw_dns_put16(out + 2, flags);
+	gw_dns_put16(out + 4, 1);
+	n += put_name(out + n, name);
+	gw_dns_put16(out + n, qtype);
+	gw_dns_put16(out + n + 2, 1);
+	n += 4;
+	if (an) {
+		static const uint8_t rr[] = { 0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0,
+					      60, 0, 4, 192, 0, 2, 1 };
+		gw_dns_put16(out + 6, 1);
+		memcpy(out + n, rr, sizeof(rr));
+		n += sizeof(rr);
+	}
+	return n;
+}
+
+/* --- selection and health ---------------------------------------------------- */
+
+static void test_upstream_select_order(void **state)
+{
+	gw_up_sel_t s;
+	bool trial;
+
+	(void)state;
+	gw_up_sel_init(&s, 3, 0);
+	assert_int_equal(s.fall, GW_UP_FALL);
+	/* ordered: the first one, always, while healthy */
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(gw_up_sel_pick(&s, 0, 0, &trial), 0);
+		assert_false(trial);
+		gw_up_sel_report(&s, 0, trial, GW_UP_OK, 0);
+	}
+	/* retries go to upstreams not yet tried, in order */
+	assert_int_equal(gw_up_sel_pick(&s, 1u << 0, 0, &trial), 1);
+	assert_int_equal(gw_up_sel_pick(&s, (1u << 0) | (1u << 1), 0, &trial), 2);
+	assert_int_equal(gw_up_sel_pick(&s, 1u << 1, 0, &trial), 0);
+	/* everything tried: back to the first usable one */
+	assert_int_equal(gw_up_sel_pick(&s, 7, 0, &trial), 0);
+	/* a single upstream is retried on itself */
+	gw_up_sel_init(&s, 1, 3);
+	assert_int_equal(gw_up_sel_pick(&s, 1, 0, &trial), 0);
+}
+
+static void fail_n(gw_up_sel_t *s, unsigned i, int n, double now)
+{
+	for (int k = 0; k < n; k++)
+		gw_up_sel_report(s, i, false, GW_UP_FAIL, now);
+}
+
+static void test_upstream_select_failover(void **state)
+{
+	gw_up_sel_t s;
+	bool trial;
+
+	(void)state;
+	gw_up_sel_init(&s, 3, 3);
+	fail_n(&s, 0, 3, 10.0);
+	assert_true(s.h[0].down);
+	assert_int_equal(gw_up_sel_pick(&s, 0, 10.1, &trial), 1);
+	assert_false(trial);
+	/* retry after a failure on 1 goes to 2, never back to down 0 */
+	assert_int_equal(gw_up_sel_pick(&s, 1u << 1, 10.2, &trial), 2);
+	/* 0 and 1 down: 2 takes everything */
+	fail_n(&s, 1, 3, 10.3);
+	assert_int_equal(gw_up_sel_pick(&s, 0, 10.4, &trial), 2);
+	/* tried 2 already and the rest down: 2 again, not a down one */
+	assert_int_equal(gw_up_sel_pick(&s, 1u << 2, 10.5, &trial), 2);
+}
+
+static void test_upstream_health_fall_backoff_recovery(void **state)
+{
+	gw_up_sel_t s;
+	bool trial;
+	double t = 100.0;
+	const double expect[] = { 2, 4, 8, 16, 30, 30 };
+
+	(void)state;
+	gw_up_sel_init(&s, 2, 3);
+	/* success resets the consecutive count */
+	fail_n(&s, 0, 2, t);
+	gw_up_sel_report(&s, 0, false, GW_UP_OK, t);
+	fail_n(&s, 0, 2, t);
+	assert_false(s.h[0].down);
+	assert_int_equal(gw_up_sel_report(&s, 0, false, GW_UP_FAIL, t),
+			 GW_UP_WENT_DOWN);
+	assert_true(s.h[0].down);
+
+	/* no trial before the 1 s backoff */
+	assert_int_equal(gw_up_sel_pick(&s, 0, t + 0.999, &trial), 1);
+	/* late failures of older attempts change nothing */
+	assert_int_equal(gw_up_sel_report(&s, 0, false, GW_UP_FAIL, t + 0.5),
+			 GW_UP_SAME);
+	assert_true(s.h[0].retry_at == t + 1.0);
+
+	t += 1.0;
+	for (size_t k = 0; k < sizeof(expect) / sizeof(expect[0]); k++) {
+		assert_int_equal(gw_up_sel_pick(&s, 0, t, &trial), 0);
+		assert_true(trial);
+		/* one trial at a time */
+		assert_int_equal(gw_up_sel_pick(&s, 0, t, &trial), 1);
+		assert_false(trial);
+		assert_int_equal(gw_up_sel_report(&s, 0, true, GW_UP_FAIL, t),
+				 GW_UP_SAME);
+		assert_true(s.h[0].backoff == expect[k]);
+		assert_int_equal(gw_up_sel_pick(&s, 0, t + expect[k] - 0.01,
+						&trial),
+				 1);
+		t += expect[k];
+	}
+
+	/* an abandoned trial (query cancelled) frees the slot at once */
+	assert_int_equal(gw_up_sel_pick(&s, 0, t, &trial), 0);
+	assert_true(trial);
+	gw_up_sel_report(&s, 0, true, GW_UP_ABANDON, t);
+	assert_int_equal(gw_up_sel_pick(&s, 0, t, &trial), 0);
+	assert_true(trial);
+
+	/* the trial answers: up again, backoff forgotten */
+	assert_int_equal(gw_up_sel_report(&s, 0, true, GW_UP_OK, t),
+			 GW_UP_CAME_UP);
+	assert_false(s.h[0].down);
+	assert_int_equal(gw_up_sel_pick(&s, 0, t, &trial), 0);
+	assert_false(trial);
+	/* and it takes fall failures again to go down */
+	fail_n(&s, 0, 2, t);
+	assert_false(s.h[0].down);
+	fail_n(&s, 0, 1, t);
+	assert_true(s.h[0].down);
+	assert_true(s.h[0].backoff == GW_UP_BACKOFF_MIN);
+}
+
+static void test_upstream_all_down_fails_fast(void **state)
+{
+	gw_up_sel_t s;
+	bool trial;
+
+	(void)state;
+	gw_up_sel_init(&s, 2, 3);
+	fail_n(&s, 0, 3, 5.0);
+	fail_n(&s, 1, 3, 5.2);
+	assert_int_equal(gw_up_sel_pick(&s, 0, 5.5, &trial), -1);
+	assert_int_equal(gw_up_sel_pick(&s, 3, 5.5, &trial), -1);
+	/* 0's backoff ends first: it gets the trial, 1 still nothing */
+	assert_int_equal(gw_up_sel_pick(&s, 0, 6.0, &trial), 0);
+	assert_true(trial);
+	assert_int_equal(gw_up_sel_pick(&s, 0, 6.1, &trial), -1);
+	assert_int_equal(gw_up_sel_pick(&s, 0, 6.2, &trial), 1);
+	assert_true(trial);
+	/* no upstreams at all: always -1 */
+	gw_up_sel_init(&s, 0, 3);
+	assert_int_equal(gw_up_sel_pick(&s, 0, 0, &trial), -1);
+}
+
+/* --- IDs -------------------------------------------------------------------- */
+
+static void test_upstream_ids_never_in_flight(void **state)
+{
+	static gw_up_ids_t t;
+	gw_up_rng_t r;
+	uint16_t ring[100];
+	unsigned head = 0, n = 0;
+	unsigned seen_hi = 0, seen_lo = 0;
+
+	(void)state;
+	gw_up_ids_init(&t);
+	gw_up_rng_seed(&r, 42);
+	for (int i = 0; i < 70000; i++) {
+		int id = gw_up_ids_alloc(&t, &r);
+		assert_in_range(id, 0, 65535);
+		for (unsigned k = 0; k < n; k++)
+			assert_int_not_equal(ring[(head + k) % 100], id);
+		if (id >= 32768)
+			seen_hi++;
+		else
+			seen_lo++;
+		if (n == 100) {
+			gw_up_ids_release(&t, ring[head]);
+			head = (head + 1) % 100;
+			n--;
+		}
+		ring[(head + n) % 100] = (uint16_t)id;
+		n++;
+		assert_int_equal(t.count, n);
+	}
+	/* random, not sequential: both halves of the space get used */
+	assert_true(seen_hi > 30000 && seen_lo > 30000);
+}
+
+static void test_upstream_ids_full_table(void **state)
+{
+	static gw_up_ids_t t;
+	gw_up_rng_t r;
+
+	(void)state;
+	gw_up_ids_init(&t);
+	gw_up_rng_init(&r);
+	for (int i = 0; i < 65536; i++)
+		assert_true(gw_up_ids_alloc(&t, &r) >= 0);
+	assert_int_equal(t.count, 65536);
+	assert_int_equal(gw_up_ids_alloc(&t, &r), GW_ENOSPC);
+	/* the only free ID is found by the scan */
+	gw_up_ids_release(&t, 12345);
+	assert_false(gw_up_ids_busy(&t, 12345));
+	assert_int_equal(gw_up_ids_alloc(&t, &r), 12345);
+	gw_up_ids_release(&t, 7);
+	gw_up_ids_release(&t, 7); /* double release is harmless */
+	assert_int_equal(t.count, 65535);
+}
+
+/* --- matching ------------------------------------------------------------------ */
+
+static void test_upstream_match_rules(void **state)
+{
+	uint8_t q[512], a[512];
+	size_t ql, al;
+	gw_dns_msg_t sent, got;
+	const uint16_t resp = GW_DNS_QR | GW_DNS_RD | GW_DNS_RA;
+
+	(void)state;
+	ql = mk_msg(q, 0x1234, GW_DNS_RD, "www.example.test", GW_DNS_T_A, false);
+	assert_int_equal(gw_dns_parse(q, ql, &sent), 0);
+
+	al = mk_msg(a, 0x1234, resp, "www.example.test", GW_DNS_T_A, true);
+	assert_int_equal(gw_up_check_answer(&sent, a, al, true, &got),
+			 GW_UP_ANSWER);
+	assert_int_equal(got.ancount, 1);
+	/* RFC 4343: qname case does not matter (0x20 randomization) */
+	al = mk_msg(a, 0x1234, resp, "WwW.ExAmple.TEST", GW_DNS_T_A, true);
+	assert_int_equal(gw_up_check_answer(&sent, a, al, true, NULL),
+			 GW_UP_ANSWER);
+
+	al = mk_msg(a, 0x1235, resp, "www.example.test", GW_DNS_T_A, true);
+	assert_int_equal(gw_up_check_answer(&sent, a, al, true, NULL),
+			 GW_UP_IGNORE); /* wrong ID */
+	al = mk_msg(a, 0x1234, resp, "www.example.tesu", GW_DNS_T_A, true);
+	assert_int_equal(gw_up_check_answer(&sent, a, al, true, NULL),
+			 GW_UP_IGNORE); /* wrong qname */
+	al = mk_msg(a, 0x1234, resp, "www.example.test.x", GW_DNS_T_A, false);
+	assert_int_equal(gw_up_check_answer(&sent, a, al, true, NULL),
+			 GW_UP_IGNORE); /* longer qname */
+	al = mk_msg(a, 0x1234, resp, "www.example.test", GW_DNS_T_AAAA, false);
+	assert_int_equal(gw_up_check_answer(&sent, a, al, true, NULL),
+			 GW_UP_IGNORE); /* wrong qtype */
+	al = mk_msg(a, 0x1234, GW_DNS_RD, "www.example.test", GW_DNS_T_A, true);
+	assert_int_equal(gw_up_check_answer(&sent, a, al, true, NULL),
+			 GW_UP_IGNORE); /* QR=0: a query, not an answer */
+	assert_int_equal(gw_up_check_answer(&sent, a, 5, true, NULL),
+			 GW_UP_IGNORE); /* shorter than a header */
+	al = mk_msg(a, 0x1234, resp, "www.example.test", GW_DNS_T_A, true);
+	assert_int_equal(gw_up_check_answer(&sent, a, al - 3, true, NULL),
+			 GW_UP_IGNORE); /* cut inside a record, TC=0 */
+	al = mk_msg(a, 0x1234, resp, "www.example.test", GW_DNS_T_A, false);
+	a[5] = 0; /* QDCOUNT 0 */
+	assert_int_equal(gw_up_check_answer(&sent, a, al, true, NULL),
+			 GW_UP_IGNORE);
+
+	/* TC=1: TCP retry over UDP; over TCP it is the answer */
+	al = mk_msg(a, 0x1234, resp | GW_DNS_TC, "www.example.test", GW_DNS_T_A,
+		    true);
+	assert_int_equal(gw_up_check_answer(&sent, a, al, true, NULL),
+			 GW_UP_TRUNCATED);
+	assert_int_equal(gw_up_check_answer(&sent, a, al, false, NULL),
+			 GW_UP_ANSWER);
+	/* TC=1 cut mid-record still triggers TCP when the question matches */
+	assert_int_equal(gw_up_check_answer(&sent, a, al - 3, true, NULL),
+			 GW_UP_TRUNCATED);
+	/* ... but not when it is someone else's */
+	gw_dns_put16(a, 0x9999);
+	assert_int_equal(gw_up_check_answer(&sent, a, al - 3, true, NULL),
+			 GW_UP_IGNORE);
+}
+
+/* --- I/O: scripted upstreams on 127.0.0.1 -------------------------------------- */
+
+enum srv_mode {
+	SRV_ANSWER,
+	SRV_WRONG_ID_FIRST, /* junk, a wrong-ID answer, then the right one */
+	SRV_SILENT,
+	SRV_TC,             /* TC=1 over UDP; full answer over TCP */
+};
+
+typedef struct srv {
+	enum srv_mode mode;
+	int ufd, lfd, cfd;
+	struct sockaddr_in addr;
+	ev_io uio, lio, cio;
+	uint8_t cbuf[600];
+	size_t clen;
+	int udp_queries, tcp_queries;
+	uint16_t last_id;
+} srv_t;
+
+typedef struct result {
+	int answers, fails, ede;
+	char text[64];
+	uint8_t msg[600];
+	size_t len;
+	struct ev_loop *loop;
+} result_t;
+
+static size_t make_answer(const uint8_t *qm, size_t ql, uint8_t *out,
+			  uint16_t extra_flags)
+{
+	static const uint8_t rr[] = { 0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0,
+				      60, 0, 4, 192, 0, 2, 1 };
+
+	memcpy(out, qm, ql);
+	gw_dns_put16(out + 2, gw_dns_get16(qm + 2) | GW_DNS_QR | GW_DNS_RA |
+				      extra_flags);
+	gw_dns_put16(out + 6, 1);
+	memcpy(out + ql, rr, sizeof(rr));
+	return ql + sizeof(rr);
+}
+
+static void srv_udp_read(struct ev_loop *loop, ev_io *w, int revents)
+{
+	srv_t *s = w->data;
+	uint8_t qm[600], out[700];
+	struct sockaddr_in from;
+	socklen_t fl = sizeof(from);
+	ssize_t n;
+	size_t ol;
+
+	(void)loop;
+	(void)revents;
+	n = recvfrom(s->ufd, qm, sizeof(qm), 0, (struct sockaddr *)&from, &fl);
+	if (n < GW_DNS_HEADER_LEN)
+		return;
+	s->udp_queries++;
+	s->last_id = gw_dns_get16(qm);
+	switch (s->mode) {
+	case SRV_SILENT:
+		return;
+	case SRV_WRONG_ID_FIRST:
+		sendto(s->ufd, "junk", 4, 0, (struct sockaddr *)&from, fl);
+		ol = make_answer(qm, (size_t)n, out, 0);
+		gw_dns_put16(out, (uint16_t)(s->last_id ^ 0x5555));
+		sendto(s->ufd, out, ol, 0, (struct sockaddr *)&from, fl);
+		break;
+	default:
+		break;
+	}
+	ol = make_answer(qm, (size_t)n, out, s->mode == SRV_TC ? GW_DNS_TC : 0);
+	sendto(s->ufd, out, ol, 0, (struct sockaddr *)&from, fl);
+}
+
+static void srv_tcp_read(struct ev_loop *loop, ev_io *w, int revents)
+{
+	srv_t *s = w->data;
+	ssize_t n;
+
+	(void)revents;
+	n = read(s->cfd, s->cbuf + s->clen, sizeof(s->cbuf) - s->clen);
+	if (n <= 0)
+		goto close;
+	s->clen += (size_t)n;
+	if (s->clen >= 2 && s->clen >= 2u + gw_dns_get16(s->cbuf)) {
+		uint8_t out[702];
+		size_t ql = gw_dns_get16(s->cbuf);
+		size_t ol = make_answer(s->cbuf + 2, ql, out + 2, 0);
+		s->tcp_queries++;
+		gw_dns_put16(out, (uint16_t)ol);
+		if (s->mode == SRV_WRONG_ID_FIRST) {
+			uint16_t id = gw_dns_get16(out + 2);
+			gw_dns_put16(out + 2, id ^ 0x5555);
+			assert_int_equal(write(s->cfd, out, ol + 2),
+					 (ssize_t)(ol + 2));
+			gw_dns_put16(out + 2, id);
+		}
+		/* in two pieces: the client must reassemble */
+		assert_int_equal(write(s->cfd, out, 5), 5);
+		assert_int_equal(write(s->cfd, out + 5, ol + 2 - 5),
+				 (ssize_t)(ol + 2 - 5));
+		goto close;
+	}
+	return;
+close:
+	ev_io_stop(loop, &s->cio);
+	close(s->cfd);
+	s->cfd = -1;
+}
+
+static void srv_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+	srv_t *s = w->data;
+	int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+	(void)revents;
+	if (fd < 0)
+		return;
+	if (s->cfd >= 0) { /* one at a time is all these tests need */
+		close(fd);
+		return;
+	}
+	s->cfd = fd;
+	s->clen = 0;
+	ev_io_init(&s->cio, srv_tcp_read, fd, EV_READ);
+	s->cio.data = s;
+	ev_io_start(loop, &s->cio);
+}
+
+static void srv_start(struct ev_loop *loop, srv_t *s, enum srv_mode mode)
+{
+	int one = 1;
+
+	memset(s, 0, sizeof(*s));
+	s->mode = mode;
+	s->cfd = -1;
+	/* UDP on an ephemeral port, TCP on the same number as a real resolver
+	 * has; another process may hold that TCP port, so try a few. */
+	for (int tries = 0;; tries++) {
+		socklen_t l = sizeof(s->addr);
+
+		assert_true(tries < 50);
+		memset(&s->addr, 0, sizeof(s->addr));
+		s->addr.sin_family = AF_INET;
+		s->addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		s->ufd = socket(AF_INET,
+				SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		assert_true(s->ufd >= 0);
+		assert_int_equal(bind(s->ufd, (struct sockaddr *)&s->addr,
+				      sizeof(s->addr)), 0);
+		assert_int_equal(getsockname(s->ufd,
+					     (struct sockaddr *)&s->addr, &l),
+				 0);
+		s->lfd = socket(AF_INET,
+				SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		assert_true(s->lfd >= 0);
+		setsockopt(s->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(s->lfd, (struct sockaddr *)&s->addr,
+			 sizeof(s->addr)) == 0)
+			break;
+		close(s->lfd);
+		close(s->ufd);
+	}
+	assert_int_equal(listen(s->lfd, 8), 0);
+	ev_io_init(&s->uio, srv_udp_read, s->ufd, EV_READ);
+	s->uio.data = s;
+	ev_io_start(loop, &s->uio);
+	ev_io_init(&s->lio, srv_accept, s->lfd, EV_READ);
+	s->lio.data = s;
+	ev_io_start(loop, &s->lio);
+}
+
+static void srv_stop(struct ev_loop *loop, srv_t *s)
+{
+	ev_io_stop(loop, &s->uio);
+	ev_io_stop(loop, &s->lio);
+	close(s->ufd);
+	close(s->lfd);
+	if (s->cfd >= 0) {
+		ev_io_stop(loop, &s->cio);
+		close(s->cfd);
+	}
+}
+
+static void add_upstream(gw_conf_t *c, gw_proto_t proto,
+			 const struct sockaddr_in *a)
+{
+	gw_endpoint_t *ep = &c->upstream[c->n_upstream++];
+
+	ep->proto = proto;
+	memcpy(&ep->addr, a, sizeof(*a));
+	ep->addrlen = sizeof(*a);
+	snprintf(ep->url, sizeof(ep->url), "%s://127.0.0.1:%u",
+		 proto == GW_PROTO_TCP ? "tcp" : "udp", ntohs(a->sin_port));
+}
+
+static gw_conf_t *new_conf(uint32_t timeout_ms, uint32_t attempts)
+{
+	gw_conf_t *c = calloc(1, sizeof(*c));
+
+	assert_non_null(c);
+	c->up.timeout_ms = timeout_ms;
+	c->up.attempts = attempts;
+	return c;
+}
+
+/* A port nobody listens on: ICMP port unreachable on 127.0.0.1. */
+static struct sockaddr_in closed_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t l = sizeof(a);
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &l), 0);
+	close(fd);
+	return a;
+}
+
+static void on_answer(gw_query_t *q, const uint8_t *msg, size_t len)
+{
+	result_t *r = q->client;
+
+	assert_null(q->up_ctx);
+	r->answers++;
+	assert_true(len <= sizeof(r->msg));
+	memcpy(r->msg, msg, len);
+	r->len = len;
+	ev_break(r->loop, EVBREAK_ALL);
+}
+
+static void on_fail(gw_query_t *q, int ede, const char *text)
+{
+	result_t *r = q->client;
+
+	assert_null(q->up_ctx);
+	r->fails++;
+	r->ede = ede;
+	snprintf(r->text, sizeof(r->text), "%s", text);
+	ev_break(r->loop, EVBREAK_ALL);
+}
+
+static const gw_up_result_ops_t test_ops = { on_answer, on_fail };
+
+typedef struct fixture {
+	struct ev_loop *loop;
+	gw_conf_t *conf;
+	gw_up_pool_t *pool;
+	gw_query_t q;
+	uint8_t wire[512];
+	result_t res;
+	ev_timer guard;
+} fixture_t;
+
+static void on_guard(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)w;
+	(void)revents;
+	ev_break(loop, EVBREAK_ALL);
+}
+
+static void fx_pool(fixture_t *f)
+{
+	char err[128];
+
+	f->pool = gw_up_pool_new(f->loop, f->conf, err, sizeof(err));
+	assert_non_null(f->pool);
+	gw_up_pool_set_result_ops(f->pool, &test_ops);
+}
+
+static void fx_init(fixture_t *f, uint32_t timeout_ms, uint32_t attempts)
+{
+	memset(f, 0, sizeof(*f));
+	f->loop = ev_loop_new(EVFLAG_AUTO);
+	assert_non_null(f->loop);
+	f->conf = new_conf(timeout_ms, attempts);
+	f->res.loop = f->loop;
+	/* the pipeline's placeholder ID is 0; the pool must replace it */
+	f->q.wire_len = mk_msg(f->wire, 0, GW_DNS_RD, "www.example.test",
+			       GW_DNS_T_A, false);
+	f->q.wire = f->wire;
+	f->q.client = &f->res;
+}
+
+/* Runs the loop until a result arrives (or 10 s pass). */
+static void fx_run(fixture_t *f)
+{
+	ev_now_update(f->loop);
+	ev_timer_init(&f->guard, on_guard, 10., 0.);
+	ev_timer_start(f->loop, &f->guard);
+	ev_run(f->loop, 0);
+	ev_timer_stop(f->loop, &f->guard);
+}
+
+/* The pool runs inside loop callbacks, where ev_now() is fresh; a test
+ * calling it from outside must refresh the clock first. */
+static void fx_send(fixture_t *f, gw_query_t *q)
+{
+	ev_now_update(f->loop);
+	gw_up_pool_send(f->pool, q);
+}
+
+static void fx_deinit(fixture_t *f)
+{
+	gw_up_pool_free(f->pool);
+	ev_loop_destroy(f->loop);
+	free(f->conf);
+}
+
+static void assert_answered(fixture_t *f)
+{
+	gw_dns_msg_t a;
+
+	assert_int_equal(f->res.answers, 1);
+	assert_int_equal(f->res.fails, 0);
+	assert_int_equal(gw_dns_parse(f->res.msg, f->res.len, &a), 0);
+	assert_int_equal(a.ancount, 1);
+	assert_false(a.flags & GW_DNS_TC);
+	assert_int_equal(gw_up_pool_inflight(f->pool), 0);
+	/* the pipeline's copy is untouched */
+	assert_int_equal(gw_dns_get16(f->q.wire), 0);
+}
+
+static void test_upstream_io_udp_answer(void **state)
+{
+	fixture_t f;
+	srv_t s;
+
+	(void)state;
+	fx_init(&f, 5000, 3);
+	srv_start(f.loop, &s, SRV_ANSWER);
+	add_upstream(f.conf, GW_PROTO_UDP, &s.addr);
+	fx_pool(&f);
+	fx_send(&f, &f.q);
+	assert_non_null(f.q.up_ctx);
+	assert_int_equal(gw_up_pool_inflight(f.pool), 1);
+	fx_run(&f);
+	assert_answered(&f);
+	assert_int_equal(f.q.attempts, 1);
+	assert_int_equal(s.udp_queries, 1);
+	assert_int_equal(gw_dns_get16(f.res.msg), s.last_id);
+	srv_stop(f.loop, &s);
+	fx_deinit(&f);
+}
+
+static void test_upstream_io_udp_wrong_id_then_right(void **state)
+{
+	fixture_t f;
+	srv_t s;
+
+	(void)state;
+	fx_init(&f, 5000, 3);
+	srv_start(f.loop, &s, SRV_WRONG_ID_FIRST);
+	add_upstream(f.conf, GW_PROTO_UDP, &s.addr);
+	fx_pool(&f);
+	fx_send(&f, &f.q);
+	fx_run(&f);
+	assert_answered(&f);
+	assert_int_equal(f.q.attempts, 1);
+	assert_int_equal(gw_dns_get16(f.res.msg), s.last_id);
+	srv_stop(f.loop, &s);
+	fx_deinit(&f);
+}
+
+static void test_upstream_io_timeout_next_upstream(void **state)
+{
+	fixture_t f;
+	srv_t dead, live;
+
+	(void)state;
+	fx_init(&f, 250, 3);
+	srv_start(f.loop, &dead, SRV_SILENT);
+	srv_start(f.loop, &live, SRV_ANSWER);
+	add_upstream(f.conf, GW_PROTO_UDP, &dead.addr);
+	add_upstream(f.conf, GW_PROTO_UDP, &live.addr);
+	fx_pool(&f);
+	fx_send(&f, &f.q);
+	fx_run(&f);
+	assert_answered(&f);
+	assert_int_equal(f.q.attempts, 2);
+	assert_int_equal(dead.udp_queries, 1);
+	assert_int_equal(live.udp_queries, 1);
+	/* a fresh ID for the second attempt's socket, checked by the match */
+	assert_int_equal(gw_dns_get16(f.res.msg), live.last_id);
+	assert_int_equal(gw_up_pool_sel(f.pool)->h[0].fails, 1);
+	srv_stop(f.loop, &dead);
+	srv_stop(f.loop, &live);
+	fx_deinit(&f);
+}
+
+static void test_upstream_io_refused_next_upstream(void **state)
+{
+	fixture_t f;
+	srv_t live;
+	struct sockaddr_in closed;
+
+	(void)state;
+	ev_tstamp t0;
+
+	fx_init(&f, 5000, 3);
+	closed = closed_port();
+	srv_start(f.loop, &live, SRV_ANSWER);
+	add_upstream(f.conf, GW_PROTO_UDP, &closed);
+	add_upstream(f.conf, GW_PROTO_UDP, &live.addr);
+	fx_pool(&f);
+	ev_now_update(f.loop);
+	t0 = ev_now(f.loop);
+	fx_send(&f, &f.q);
+	fx_run(&f);
+	ev_now_update(f.loop);
+	assert_true(ev_now(f.loop) - t0 < 4.0); /* refused, not timed out */
+	/* ECONNREFUSED, well before the 2 s timeout (guard is 3 s) */
+	assert_answered(&f);
+	assert_int_equal(f.q.attempts, 2);
+	srv_stop(f.loop, &live);
+	fx_deinit(&f);
+}
+
+static void test_upstream_io_tc_retries_over_tcp(void **state)
+{
+	fixture_t f;
+	srv_t s;
+
+	(void)state;
+	fx_init(&f, 5000, 3);
+	srv_start(f.loop, &s, SRV_TC);
+	add_upstream(f.conf, GW_PROTO_UDP, &s.addr);
+	fx_pool(&f);
+	fx_send(&f, &f.q);
+	fx_run(&f);
+	assert_answered(&f);
+	assert_int_equal(s.udp_queries, 1);
+	assert_int_equal(s.tcp_queries, 1);
+	assert_int_equal(f.q.attempts, 1);
+	srv_stop(f.loop, &s);
+	fx_deinit(&f);
+}
+
+static void test_upstream_io_tcp_upstream(void **state)
+{
+	fixture_t f;
+	srv_t s;
+
+	(void)state;
+	fx_init(&f, 5000, 3);
+	srv_start(f.loop, &s, SRV_SILENT); /* UDP silent: must not be used */
+	add_upstream(f.conf, GW_PROTO_TCP, &s.addr);
+	fx_pool(&f);
+	fx_send(&f, &f.q);
+	fx_run(&f);
+	assert_answered(&f);
+	assert_int_equal(s.udp_queries, 0);
+	assert_int_equal(s.tcp_queries, 1);
+	srv_stop(f.loop, &s);
+	fx_deinit(&f);
+}
+
+static void test_upstream_io_tcp_wrong_id_then_right(void **state)
+{
+	fixture_t f;
+	srv_t s;
+
+	(void)state;
+	fx_init(&f, 5000, 3);
+	srv_start(f.loop, &s, SRV_WRONG_ID_FIRST);
+	add_upstream(f.conf, GW_PROTO_TCP, &s.addr);
+	fx_pool(&f);
+	fx_send(&f, &f.q);
+	fx_run(&f);
+	assert_answered(&f);
+	assert_int_equal(s.tcp_queries, 1);
+	assert_int_equal(f.q.attempts, 1);
+	srv_stop(f.loop, &s);
+	fx_deinit(&f);
+}
+
+static void test_upstream_io_tcp_refused_fails(void **state)
+{
+	fixture_t f;
+	struct sockaddr_in closed;
+
+	(void)state;
+	ev_tstamp t0;
+
+	fx_init(&f, 5000, 2);
+	closed = closed_port();
+	add_upstream(f.conf, GW_PROTO_TCP, &closed);
+	fx_pool(&f);
+	ev_now_update(f.loop);
+	t0 = ev_now(f.loop);
+	fx_send(&f, &f.q);
+	fx_run(&f);
+	ev_now_update(f.loop);
+	assert_true(ev_now(f.loop) - t0 < 4.0); /* refused, not timed out */
+	assert_int_equal(f.res.fails, 1);
+	assert_int_equal(f.res.ede, GW_DNS_EDE_NETWORK_ERROR);
+	assert_int_equal(f.q.attempts, 2); /* one upstream: retried on itself */
+	assert_int_equal(gw_up_pool_inflight(f.pool), 0);
+	fx_deinit(&f);
+}
+
+static void test_upstream_io_all_attempts_time_out(void **state)
+{
+	fixture_t f;
+	srv_t a, b;
+	ev_tstamp t0;
+
+	(void)state;
+	fx_init(&f, 100, 3);
+	srv_start(f.loop, &a, SRV_SILENT);
+	srv_start(f.loop, &b, SRV_SILENT);
+	add_upstream(f.conf, GW_PROTO_UDP, &a.addr);
+	add_upstream(f.conf, GW_PROTO_UDP, &b.addr);
+	fx_pool(&f);
+	ev_now_update(f.loop);
+	t0 = ev_now(f.loop);
+	fx_send(&f, &f.q);
+	fx_run(&f);
+	ev_now_update(f.loop);
+	assert_int_equal(f.res.fails, 1);
+	assert_int_equal(f.res.ede, GW_DNS_EDE_NO_REACHABLE_AUTHORITY);
+	assert_string_equal(f.res.text, "upstream timeout");
+	assert_int_equal(f.q.attempts, 3);
+	/* a, b, then a again: different upstreams first */
+	assert_int_equal(a.udp_queries, 2);
+	assert_int_equal(b.udp_queries, 1);
+	/* bounded by attempts * timeout (slack for loaded CI machines) */
+	assert_true(ev_now(f.loop) - t0 >= 0.3 - 0.01);
+	assert_true(ev_now(f.loop) - t0 < 0.3 + 1.5);
+	srv_stop(f.loop, &a);
+	srv_stop(f.loop, &b);
+	fx_deinit(&f);
+}
+
+static void test_upstream_io_all_down_fails_next_iteration(void **state)
+{
+	fixture_t f;
+	srv_t a;
+
+	(void)state;
+	fx_init(&f, 50, 1);
+	srv_start(f.loop, &a, SRV_SILENT);
+	add_upstream(f.conf, GW_PROTO_UDP, &a.addr);
+	fx_pool(&f);
+	/* three timed-out queries take the only upstream down */
+	for (int i = 0; i < 3; i++) {
+		f.res.fails = 0;
+		fx_send(&f, &f.q);
+		fx_run(&f);
+		assert_int_equal(f.res.fails, 1);
+	}
+	assert_true(gw_up_pool_sel(f.pool)->h[0].down);
+	f.res.fails = 0;
+	fx_send(&f, &f.q);
+	/* never synchronously inside send */
+	assert_int_equal(f.res.fails, 0);
+	assert_int_equal(gw_up_pool_inflight(f.pool), 1);
+	ev_run(f.loop, EVRUN_NOWAIT);
+	assert_int_equal(f.res.fails, 1);
+	assert_int_equal(f.res.ede, GW_DNS_EDE_NO_REACHABLE_AUTHORITY);
+	assert_string_equal(f.res.text, "all upstreams down");
+	assert_int_equal(a.udp_queries, 3);
+	assert_int_equal(gw_up_pool_inflight(f.pool), 0);
+	srv_stop(f.loop, &a);
+	fx_deinit(&f);
+}
+
+static void test_upstream_io_cancel_and_free(void **state)
+{
+	fixture_t f;
+	srv_t a;
+	gw_query_t q2;
+	result_t r2;
+
+	(void)state;
+	fx_init(&f, 100, 3);
+	srv_start(f.loop, &a, SRV_SILENT);
+	add_upstream(f.conf, GW_PROTO_UDP, &a.addr);
+	fx_pool(&f);
+
+	/* cancel: no callback, ever */
+	fx_send(&f, &f.q);
+	gw_up_pool_cancel(f.pool, &f.q);
+	assert_null(f.q.up_ctx);
+	assert_int_equal(gw_up_pool_inflight(f.pool), 0);
+	ev_timer_init(&f.guard, on_guard, 0.3, 0.);
+	ev_timer_start(f.loop, &f.guard);
+	ev_run(f.loop, 0);
+	assert_int_equal(f.res.answers + f.res.fails, 0);
+	/* a cancelled trial or attempt is no failure */
+	assert_int_equal(gw_up_pool_sel(f.pool)->h[0].fails, 0);
+
+	/* free: pending queries are failed */
+	q2 = f.q;
+	memset(&r2, 0, sizeof(r2));
+	r2.loop = f.loop;
+	q2.client = &r2;
+	fx_send(&f, &f.q);
+	fx_send(&f, &q2);
+	assert_int_equal(gw_up_pool_inflight(f.pool), 2);
+	gw_up_pool_free(f.pool);
+	f.pool = NULL;
+	assert_int_equal(f.res.fails, 1);
+	assert_int_equal(r2.fails, 1);
+	srv_stop(f.loop, &a);
+	fx_deinit(&f);
+}
+
+static void test_upstream_pool_rejects_unsupported(void **state)
+{
+	gw_conf_t *c = new_conf(1000, 3);
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct sockaddr_in a = closed_port();
+	char err[128] = "";
+
+	(void)state;
+	add_upstream(c, GW_PROTO_UDP, &a);
+	c->upstream[0].proto = GW_PROTO_DOT;
+	snprintf(c->upstream[0].url, sizeof(c->upstream[0].url),
+		 "tls://127.0.0.1:853");
+	assert_null(gw_up_pool_new(loop, c, err, sizeof(err)));
+	assert_non_null(strstr(err, "tls://127.0.0.1:853"));
+	c->upstream[0].proto = GW_PROTO_UDP;
+	c->upstream[0].addrlen = 0; /* a host name: not resolved here */
+	assert_null(gw_up_pool_new(loop, c, err, sizeof(err)));
+	ev_loop_destroy(loop);
+	free(c);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_upstream_select_order),
+		cmocka_unit_test(test_upstream_select_failover),
+		cmocka_unit_test(test_upstream_health_fall_backoff_recovery),
+		cmocka_unit_test(test_upstream_all_down_fails_fast),
+		cmocka_unit_test(test_upstream_ids_never_in_flight),
+		cmocka_unit_test(test_upstream_ids_full_table),
+		cmocka_unit_test(test_upstream_match_rules),
+		cmocka_unit_test(test_upstream_io_udp_answer),
+		cmocka_unit_test(test_upstream_io_udp_wrong_id_then_right),
+		cmocka_unit_test(test_upstream_io_timeout_next_upstream),
+		cmocka_unit_test(test_upstream_io_refused_next_upstream),
+		cmocka_unit_test(test_upstream_io_tc_retries_over_tcp),
+		cmocka_unit_test(test_upstream_io_tcp_upstream),
+		cmocka_unit_test(test_upstream_io_tcp_wrong_id_then_right),
+		cmocka_unit_test(test_upstream_io_tcp_refused_fails),
+		cmocka_unit_test(test_upstream_io_all_attempts_time_out),
+		cmocka_unit_test(test_upstream_io_all_down_fails_next_iteration),
+		cmocka_unit_test(test_upstream_io_cancel_and_free),
+		cmocka_unit_test(test_upstream_pool_rejects_unsupported),
+	};
+
+	gw_log_setup(getenv("GW_TEST_DEBUG") ? GW_LOG_DEBUG : GW_LOG_ERROR, 0);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,129 @@
+/*
+ * select.h - the upstream pool's sans-I/O core: which upstream an attempt
+ * goes to, passive health, message ID allocation and answer matching.
+ *
+ * Nothing here touches a socket, libev or the clock: callers pass `now`
+ * (monotonic seconds) and get decisions back, so every rule is unit-tested
+ * with a fake clock (tests/unit/test_upstream.c). One instance of each per
+ * worker thread; none is locked.
+ *
+ * Selection policy "ordered": the first usable upstream in configuration order
+ * that the query has not tried yet; failing that, the first usable one it has
+ * tried (a single upstream is retried on itself). Usable means up, or down
+ * with its backoff expired and no trial query out yet (then the attempt is
+ * that trial). Nothing usable: the query fails fast.
+ *
+ * Passive health: GW_UP_FALL consecutive failures (timeouts, errors) mark an
+ * upstream down. A down upstream gets one trial query after a backoff of 1 s,
+ * doubling on each failed trial up to 30 s; any matched answer from it marks it
+ * up again. (Active probes with rise/fall thresholds come later and will feed
+ * the same gw_up_sel_report().)
+ */
+#ifndef GW_UP_SELECT_H
+#define GW_UP_SELECT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gateway/config.h"
+#include "gateway/dns.h"
+
+#define GW_UP_FALL 3             /* consecutive failures before down */
+#define GW_UP_BACKOFF_MIN 1.0    /* seconds until the first trial */
+#define GW_UP_BACKOFF_MAX 30.0   /* cap of the doubling backoff */
+
+/* --- selection and health ----------------------------------------------- */
+
+typedef struct gw_up_health {
+	unsigned fails;   /* consecutive failures while up */
+	bool down;
+	bool trial_out;   /* down, and its trial query is in flight */
+	double backoff;   /* current backoff (seconds) while down */
+	double retry_at;  /* while down: no trial before this time */
+} gw_up_health_t;
+
+typedef struct gw_up_sel {
+	unsigned n;    /* configured upstreams, <= GW_CONF_MAX_UPSTREAM */
+	unsigned fall; /* failures before down */
+	gw_up_health_t h[GW_CONF_MAX_UPSTREAM];
+} gw_up_sel_t;
+
+/* How an attempt ended, for gw_up_sel_report(). */
+typedef enum gw_up_outcome {
+	GW_UP_OK,      /* a matched answer came back */
+	GW_UP_FAIL,    /* timeout, ICMP error, connection failure */
+	GW_UP_ABANDON, /* the query was cancelled: no verdict */
+} gw_up_outcome_t;
+
+/* What gw_up_sel_report() changed, so the caller logs it once. */
+typedef enum gw_up_change {
+	GW_UP_SAME,
+	GW_UP_WENT_DOWN,
+	GW_UP_CAME_UP,
+} gw_up_change_t;
+
+/* All n upstreams start up. fall 0 means GW_UP_FALL. */
+void gw_up_sel_init(gw_up_sel_t *s, unsigned n, unsigned fall);
+
+/*
+ * Picks the upstream for a query's next attempt. tried has bit i set for each
+ * upstream the query already tried. Returns the index, with *trial set when
+ * the attempt is a down upstream's trial (the caller must hand the flag back
+ * to gw_up_sel_report()), or -1 when nothing is usable (fail fast).
+ */
+int gw_up_sel_pick(gw_up_sel_t *s, uint32_t tried, double now, bool *trial);
+
+/* Records the end of an attempt on upstream i. Every pick is reported once. */
+gw_up_change_t gw_up_sel_report(gw_up_sel_t *s, unsigned i, bool trial,
+				gw_up_outcome_t o, double now);
+
+/* --- random numbers and message IDs -------------------------------------- */
+
+/* xoshiro256** seeded from getrandom(2): unpredictable IDs, no syscall each. */
+typedef struct gw_up_rng {
+	uint64_t s[4];
+} gw_up_rng_t;
+
+/* Seeds from getrandom(); falls back to the clock and pid if that fails. */
+void gw_up_rng_init(gw_up_rng_t *r);
+/* Deterministic seed, for tests. */
+void gw_up_rng_seed(gw_up_rng_t *r, uint64_t seed);
+uint64_t gw_up_rng_next(gw_up_rng_t *r);
+
+/*
+ * The IDs in flight on one socket or connection (or, for per-attempt UDP
+ * sockets, on the whole worker): a 65536-bit set, 8 KiB, constant-time checks.
+ */
+typedef struct gw_up_ids {
+	uint64_t used[65536 / 64];
+	unsigned count;
+} gw_up_ids_t;
+
+void gw_up_ids_init(gw_up_ids_t *t);
+/* A random ID not in flight, now marked in flight; GW_ENOSPC when all are. */
+int gw_up_ids_alloc(gw_up_ids_t *t, gw_up_rng_t *r);
+void gw_up_ids_release(gw_up_ids_t *t, uint16_t id);
+bool gw_up_ids_busy(const gw_up_ids_t *t, uint16_t id);
+
+/* --- answer matching ------------------------------------------------------ */
+
+typedef enum gw_up_verdict {
+	GW_UP_ANSWER,    /* ours: hand it to the query */
+	GW_UP_TRUNCATED, /* ours, TC=1: retry over TCP (RFC 7766 5) */
+	GW_UP_IGNORE,    /* malformed, spoofed or stale: keep waiting */
+} gw_up_verdict_t;
+
+/*
+ * Judges a message read from an upstream against the query sent (parsed, with
+ * the ID used on the wire). Unparsable or non-matching messages (ID, QR,
+ * opcode, question; qname compared ignoring case, RFC 4343) are ignored: the
+ * attempt keeps waiting until its timeout. TC=1 gives GW_UP_TRUNCATED only
+ * when allow_tc (UDP); over TCP a truncated answer is the answer. a receives
+ * the parse (may be NULL).
+ */
+gw_up_verdict_t gw_up_check_answer(const gw_dns_msg_t *sent,
+				   const uint8_t *msg, size_t len,
+				   bool allow_tc, gw_dns_msg_t *a);
+
+#endif
