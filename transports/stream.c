@@ -258,8 +258,6 @@ static bool conn_read(gw_stream_conn_t *c)
 	return !c->closing;
 }
 
-static double deadline_min(double a, double b) { return a < b ? a : b; }
-
 /* One timer per connection, set to the earliest deadline that applies. */
 static double conn_deadline(gw_stream_conn_t *c, const char **what)
 {
