@@ -4,7 +4,9 @@
  * Sans-I/O: every function takes bytes and returns bytes or a verdict; none
  * allocates. All reads are bounds-checked against the given length; names are
  * followed through compression pointers only backwards and at most
- * GW_DNS_MAX_PTR_HOPS times, so loops are rejected in bounded time.
+ * GW_DNS_MAX_PTR_HOPS times, so loops are rejected in bounded time. A pointer
+ * must lead to a name lying wholly before the label run holding the pointer
+ * (true of every real compressor), so a name never reads past its record.
  *
  * Callers keep ownership of every buffer they pass in. gw_dns_msg_t holds only
  * offsets into the message it was parsed from, plus a copy of the question.
@@ -129,7 +131,10 @@ int gw_dns_check_query(const gw_dns_msg_t *m);
  * ID set to new_id, the question and records up to m->end (trailing bytes
  * dropped), and the OPT record with hop-by-hop options removed (padding,
  * tcp-keepalive) and, when strip_ecs, client-subnet removed. Writes into out
- * (cap bytes). Returns the length, or GW_ETOOBIG if out is too small.
+ * (cap bytes). Records after the OPT (a TSIG, say) are kept and their owner
+ * names' pointers shifted. Returns the length, GW_ETOOBIG if out is too small,
+ * or GW_EMALFORMED in the pathological case where records after the OPT point
+ * into it or chain through RDATA so the result would not parse.
  */
 int gw_dns_make_upstream_query(const uint8_t *msg, const gw_dns_msg_t *m,
 			       uint16_t new_id, bool strip_ecs, uint8_t *out,
@@ -150,20 +155,26 @@ typedef struct gw_dns_answer_opts {
  * trailing bytes, removes the upstream's hop-by-hop options (padding,
  * keepalive), adds keepalive and padding as asked (only when the client sent
  * OPT), and truncates to the question (plus OPT) with TC=1 when max_len is
- * exceeded. buf has cap bytes of room (GW_DNS_MAX_MSG suffices); len is the
- * answer's length and m its parse. Returns the new length, never above 65535,
- * or GW_EMALFORMED / GW_ETOOBIG.
+ * exceeded (max_len below 512 counts as 512, RFC 1035 4.2.1). Records after
+ * the OPT are dropped (Additional data, RFC 2181 9). Added options that do not
+ * fit (65535, cap, max_len, GW_DNS_MAX_EDNS_OPTIONS) are left out; padding is
+ * left out when the next multiple of the block would not fit. A client with
+ * EDNS whose answer has no OPT gets a fresh one (UDP size 1232) when there is
+ * an option to add. buf has cap bytes of room (GW_DNS_MAX_MSG suffices); len
+ * is the answer's length and m its successful parse. Returns the new length,
+ * never above 65535, or GW_EMALFORMED when m does not fit buf.
  */
 int gw_dns_finish_answer(uint8_t *buf, size_t len, size_t cap,
 			 const gw_dns_msg_t *m, const gw_dns_answer_opts_t *o);
 
 /*
  * Builds a locally generated answer (FORMERR, SERVFAIL, NOTIMP, REFUSED) to a
- * query: the header (ID and RD copied, QR set, RA set), the question when the
- * parse got that far, and, when the query carried OPT, an OPT record with an
- * Extended DNS Error (ede >= 0, with optional UTF-8 text). q may be NULL when
- * len < 12 made the header unreadable: then GW_EMALFORMED. Returns the length
- * written to out, or a negative error.
+ * query: the header (ID, opcode and RD copied, QR set, RA set), the question
+ * when QDCOUNT was 1 and the parse got past it, and, when the query's OPT was
+ * parsed, an OPT record with an Extended DNS Error (ede >= 0, with optional
+ * UTF-8 text). q may be NULL when len < 12 made the header unreadable: then
+ * GW_EMALFORMED. Returns the length written to out, GW_ETOOBIG when cap is too
+ * small, or GW_EINVAL for an rcode outside 0..15.
  */
 int gw_dns_make_error(const gw_dns_msg_t *q, int rcode, int ede,
 		      const char *ede_text, uint8_t *out, size_t cap);
