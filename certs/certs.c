@@ -58,6 +58,13 @@ void gw_certs_global_init(void)
 	pthread_once(&init_once, do_init);
 }
 
+void gw_certs_thread_cleanup(void)
+{
+#ifdef FP_ECC
+	wc_ecc_fp_free();
+#endif
+}
+
 /* ---- small DER reader: just enough to find validity and SPKI ---- */
 
 struct der {

@@ -32,6 +32,9 @@ typedef struct gw_certs gw_certs_t;
 /* Calls wolfSSL_Init() once. Call at start-up, before any other gw_certs_*
  * or gw_tls_* function and before threads are started. Idempotent. */
 void gw_certs_global_init(void);
+/* Frees what wolfSSL caches per thread (the fixed-point ECC table): call
+ * at the end of every thread that did TLS or key work. */
+void gw_certs_thread_cleanup(void);
 
 /*
  * Loads a PEM certificate chain (leaf first) and its private key (PEM, any

@@ -48,6 +48,8 @@ int gw_buf_reserve(gw_buf_t *b, size_t n)
 
 int gw_buf_append(gw_buf_t *b, const void *p, size_t n)
 {
+	if (n == 0)
+		return 0;
 	int r = gw_buf_reserve(b, n);
 	if (r < 0)
 		return r;

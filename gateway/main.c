@@ -134,6 +134,11 @@ int main(int argc, char **argv)
 	static gw_conf_t conf;
 	gw_action_t action;
 	char err[1024] = "";
+	int rc = EXIT_OK;
+	gw_certs_t *certs = NULL;
+	gw_connlimit_t *cl = NULL;
+	gw_worker_t *workers = NULL;
+	unsigned started = 0;
 
 	if (gw_conf_build(&conf, argc, argv, environ, "/etc/resolv.conf",
 			  &action, err, sizeof(err)) < 0) {
@@ -151,7 +156,6 @@ int main(int argc, char **argv)
 	gw_log_setup(conf.log_level, conf.log_format == GW_LOG_JSON);
 	gw_certs_global_init();
 
-	gw_certs_t *certs = NULL;
 	if (needs_tls(&conf) || conf.cert_file[0]) {
 		static const char *const alpn[] = {"dot", NULL};
 		certs = conf.cert_file[0]
@@ -159,17 +163,15 @@ int main(int argc, char **argv)
 						alpn, err, sizeof(err))
 				: gw_certs_selfsigned(alpn, err, sizeof(err));
 		if (!certs) {
-			gw_log(GW_LOG_ERROR, "certs", "certificate refused",
-			       "error", err, NULL);
 			fprintf(stderr, "dnsgw: %s\n", err);
-			return EXIT_CERT;
+			rc = EXIT_CERT;
+			goto out;
 		}
 	}
 	if (action == GW_ACTION_CHECK) {
 		printf("%s: configuration ok\n",
 		       conf.config_file[0] ? conf.config_file : "dnsgw");
-		gw_certs_unref(certs);
-		return EXIT_OK;
+		goto out;
 	}
 
 	/* Workers inherit this mask; only the main thread takes signals. */
@@ -181,27 +183,28 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	gw_connlimit_t *cl = gw_connlimit_new(conf.limits.max_conns_per_client,
-					      conf.limits.max_conns);
-	gw_worker_t *workers = calloc(conf.threads, sizeof(*workers));
+	cl = gw_connlimit_new(conf.limits.max_conns_per_client,
+			      conf.limits.max_conns);
+	workers = calloc(conf.threads, sizeof(*workers));
 	if (!cl || !workers) {
 		fprintf(stderr, "dnsgw: out of memory at start-up\n");
-		return EXIT_RUNTIME;
+		rc = EXIT_RUNTIME;
+		goto out;
 	}
 	for (unsigned i = 0; i < conf.threads; i++) {
 		int r = gw_worker_init(&workers[i], i, &conf, certs, cl, err,
 				       sizeof(err));
 		if (r < 0) {
-			gw_log(GW_LOG_ERROR, "main", "start-up failed", "error",
-			       err, NULL);
 			fprintf(stderr, "dnsgw: %s\n", err);
-			return r == GW_ECONFIG ? EXIT_CONFIG : EXIT_BIND;
+			rc = r == GW_ECONFIG ? EXIT_CONFIG : EXIT_BIND;
+			goto out;
 		}
 	}
-	for (unsigned i = 0; i < conf.threads; i++) {
-		if (gw_worker_start(&workers[i]) < 0) {
+	for (; started < conf.threads; started++) {
+		if (gw_worker_start(&workers[started]) < 0) {
 			fprintf(stderr, "dnsgw: cannot start worker threads\n");
-			return EXIT_RUNTIME;
+			rc = EXIT_RUNTIME;
+			goto stop;
 		}
 	}
 	print_banner(&conf, certs);
@@ -222,15 +225,20 @@ int main(int argc, char **argv)
 		break;
 	}
 	gw_log(GW_LOG_INFO, "main", "draining", NULL);
-	for (unsigned i = 0; i < conf.threads; i++)
+stop:
+	for (unsigned i = 0; i < started; i++)
 		gw_worker_request_drain(&workers[i]);
-	for (unsigned i = 0; i < conf.threads; i++)
+	for (unsigned i = 0; i < started; i++)
 		gw_worker_join(&workers[i]);
-	for (unsigned i = 0; i < conf.threads; i++)
-		gw_worker_deinit(&workers[i]);
+out:
+	if (workers)
+		for (unsigned i = 0; i < conf.threads; i++)
+			gw_worker_deinit(&workers[i]);
 	free(workers);
 	gw_connlimit_free(cl);
 	gw_certs_unref(certs);
-	gw_log(GW_LOG_INFO, "main", "stopped", NULL);
-	return EXIT_OK;
+	gw_certs_thread_cleanup();
+	if (rc == EXIT_OK && action == GW_ACTION_RUN)
+		gw_log(GW_LOG_INFO, "main", "stopped", NULL);
+	return rc;
 }

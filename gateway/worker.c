@@ -165,6 +165,7 @@ static void *worker_main(void *arg)
 	}
 	ev_run(w->loop, 0);
 	gw_stream_close_all(w);
+	gw_certs_thread_cleanup();
 	return NULL;
 }
 
