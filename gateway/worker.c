@@ -49,6 +49,9 @@ static int bind_listener(const gw_endpoint_t *ep, char *err, size_t errlen)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 	if (bind(fd, (const struct sockaddr *)&ep->addr, ep->addrlen) < 0)
 		goto fail;
+	/* listen() here, on the main thread, so "ready" means accepting */
+	if (type == SOCK_STREAM && listen(fd, 1024) < 0)
+		goto fail;
 	return fd;
 fail:
 	snprintf(err, errlen, "%s: %s", ep->url, strerror(errno));

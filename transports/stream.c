@@ -258,6 +258,16 @@ static bool conn_read(gw_stream_conn_t *c)
 	return !c->closing;
 }
 
+/* Bytes of a message wait for the rest (not merely unprocessed frames). */
+static bool frame_incomplete(const gw_stream_conn_t *c)
+{
+	const uint8_t *msg;
+	size_t len;
+	return gw_buf_size(&c->in) > 0 &&
+	       gw_frame_next(gw_buf_head(&c->in), gw_buf_size(&c->in), &msg,
+			     &len) == 0;
+}
+
 /* One timer per connection, set to the earliest deadline that applies. */
 static double conn_deadline(gw_stream_conn_t *c, const char **what)
 {
@@ -272,7 +282,7 @@ static double conn_deadline(gw_stream_conn_t *c, const char **what)
 		d = c->t_write + lim->write_timeout_ms / 1000.0;
 		*what = "write stalled";
 	}
-	if (gw_buf_size(&c->in) > 0 && c->inflight < lim->max_inflight_per_conn) {
+	if (c->reading && frame_incomplete(c)) {
 		double p = c->t_partial + lim->partial_timeout_ms / 1000.0;
 		if (p < d) {
 			d = p;
@@ -342,7 +352,7 @@ static void on_read(struct ev_loop *loop, ev_io *io, int revents)
 	if (c->closing)
 		return;
 	/* Slowloris: count read events that leave a message unfinished. */
-	if (gw_buf_size(&c->in) > 0) {
+	if (frame_incomplete(c)) {
 		if (before == 0)
 			c->t_partial = c->w->now;
 		if (c->handshake_done || !c->tls) {
@@ -468,8 +478,6 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
 
 int gw_stream_listener_start(gw_listener_t *l)
 {
-	if (listen(l->fd, 1024) < 0)
-		return -errno;
 	ev_io_init(&l->io, on_accept, l->fd, EV_READ);
 	l->io.data = l;
 	ev_init(&l->resume, on_resume);
