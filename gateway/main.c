@@ -119,14 +119,62 @@ static void print_banner(const gw_conf_t *c, const gw_certs_t *certs)
 	fflush(stdout);
 }
 
-static bool needs_tls(const gw_conf_t *c)
+/* ALPN protocols a TLS listener offers, in server preference order; NULL
+ * for cleartext listeners. */
+static const char *const *listener_alpn(gw_proto_t proto)
+{
+	static const char *const dot[] = {"dot", NULL};
+	switch (proto) {
+	case GW_PROTO_DOT:
+		return dot;
+	default:
+		return NULL;
+	}
+}
+
+static gw_certs_t *first_certs(const gw_conf_t *c, gw_certs_t **certs)
 {
 	for (unsigned i = 0; i < c->n_listen; i++)
-		if (c->listen[i].proto == GW_PROTO_DOT ||
-		    c->listen[i].proto == GW_PROTO_DOH ||
-		    c->listen[i].proto == GW_PROTO_DOQ)
-			return true;
-	return false;
+		if (certs[i])
+			return certs[i];
+	return NULL;
+}
+
+/*
+ * One TLS context per distinct ALPN set, shared by the listeners that use
+ * it; certs[i] is listener i's (NULL for cleartext). Returns 0 or -1 with a
+ * message naming the file(s) in err.
+ */
+static int load_certs(const gw_conf_t *c, gw_certs_t **certs, char *err,
+		      size_t errlen)
+{
+	for (unsigned i = 0; i < c->n_listen; i++) {
+		const char *const *alpn = listener_alpn(c->listen[i].proto);
+		certs[i] = NULL;
+		if (!alpn)
+			continue;
+		for (unsigned j = 0; j < i && !certs[i]; j++)
+			if (certs[j] && listener_alpn(c->listen[j].proto) == alpn)
+				certs[i] = gw_certs_ref(certs[j]);
+		if (certs[i])
+			continue;
+		certs[i] = c->cert_file[0]
+				   ? gw_certs_load(c->cert_file, c->key_file,
+						   alpn, err, errlen)
+				   : gw_certs_selfsigned(alpn, err, errlen);
+		if (!certs[i])
+			return -1;
+	}
+	/* -t with --cert but no TLS listener still checks the pair */
+	if (c->cert_file[0] && !first_certs(c, certs)) {
+		static const char *const none[] = {NULL};
+		gw_certs_t *t = gw_certs_load(c->cert_file, c->key_file, none,
+					      err, errlen);
+		if (!t)
+			return -1;
+		gw_certs_unref(t);
+	}
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -135,7 +183,7 @@ int main(int argc, char **argv)
 	gw_action_t action;
 	char err[1024] = "";
 	int rc = EXIT_OK;
-	gw_certs_t *certs = NULL;
+	static gw_certs_t *certs[GW_CONF_MAX_LISTEN];
 	gw_connlimit_t *cl = NULL;
 	gw_worker_t *workers = NULL;
 	unsigned started = 0;
@@ -156,17 +204,10 @@ int main(int argc, char **argv)
 	gw_log_setup(conf.log_level, conf.log_format == GW_LOG_JSON);
 	gw_certs_global_init();
 
-	if (needs_tls(&conf) || conf.cert_file[0]) {
-		static const char *const alpn[] = {"dot", NULL};
-		certs = conf.cert_file[0]
-				? gw_certs_load(conf.cert_file, conf.key_file,
-						alpn, err, sizeof(err))
-				: gw_certs_selfsigned(alpn, err, sizeof(err));
-		if (!certs) {
-			fprintf(stderr, "dnsgw: %s\n", err);
-			rc = EXIT_CERT;
-			goto out;
-		}
+	if (load_certs(&conf, certs, err, sizeof(err)) < 0) {
+		fprintf(stderr, "dnsgw: %s\n", err);
+		rc = EXIT_CERT;
+		goto out;
 	}
 	if (action == GW_ACTION_CHECK) {
 		printf("%s: configuration ok\n",
@@ -207,7 +248,7 @@ int main(int argc, char **argv)
 			goto stop;
 		}
 	}
-	print_banner(&conf, certs);
+	print_banner(&conf, first_certs(&conf, certs));
 	char nthreads[16];
 	snprintf(nthreads, sizeof(nthreads), "%u", conf.threads);
 	gw_log(GW_LOG_INFO, "main", "ready", "threads", nthreads, NULL);
@@ -236,7 +277,8 @@ out:
 			gw_worker_deinit(&workers[i]);
 	free(workers);
 	gw_connlimit_free(cl);
-	gw_certs_unref(certs);
+	for (unsigned i = 0; i < conf.n_listen; i++)
+		gw_certs_unref(certs[i]);
 	gw_certs_thread_cleanup();
 	if (rc == EXIT_OK && action == GW_ACTION_RUN)
 		gw_log(GW_LOG_INFO, "main", "stopped", NULL);

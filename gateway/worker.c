@@ -61,14 +61,27 @@ fail:
 	return e;
 }
 
+/* The front-end serving each transport. */
+static const gw_listener_ops_t *listener_ops(gw_proto_t proto)
+{
+	switch (proto) {
+	case GW_PROTO_UDP:
+		return &gw_udp_listener_ops;
+	case GW_PROTO_TCP:
+	case GW_PROTO_DOT:
+		return &gw_stream_listener_ops;
+	default:
+		return NULL;
+	}
+}
+
 int gw_worker_init(gw_worker_t *w, unsigned id, const gw_conf_t *conf,
-		   gw_certs_t *certs, gw_connlimit_t *cl, char *err,
+		   gw_certs_t *const *certs, gw_connlimit_t *cl, char *err,
 		   size_t errlen)
 {
 	memset(w, 0, sizeof(*w));
 	w->id = id;
 	w->conf = conf;
-	w->certs = certs;
 	w->connlimit = cl;
 	w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
 	if (!w->loop) {
@@ -89,8 +102,8 @@ int gw_worker_init(gw_worker_t *w, unsigned id, const gw_conf_t *conf,
 
 	for (unsigned i = 0; i < conf->n_listen; i++) {
 		const gw_endpoint_t *ep = &conf->listen[i];
-		if (ep->proto != GW_PROTO_UDP && ep->proto != GW_PROTO_TCP &&
-		    ep->proto != GW_PROTO_DOT) {
+		const gw_listener_ops_t *ops = listener_ops(ep->proto);
+		if (!ops) {
 			snprintf(err, errlen,
 				 "%s: this transport is not available yet",
 				 ep->url);
@@ -102,6 +115,8 @@ int gw_worker_init(gw_worker_t *w, unsigned id, const gw_conf_t *conf,
 		gw_listener_t *l = &w->listeners[w->n_listeners++];
 		l->worker = w;
 		l->ep = ep;
+		l->ops = ops;
+		l->certs = certs[i];
 		l->fd = fd;
 	}
 	return 0;
@@ -127,6 +142,24 @@ void gw_worker_check_drained(gw_worker_t *w)
 		ev_break(w->loop, EVBREAK_ALL);
 }
 
+/* Calls fn once per front-end in use, however many listeners it has. */
+#define for_each_ops(w, fn)                                                   \
+	do {                                                                  \
+		const gw_listener_ops_t *seen[GW_CONF_MAX_LISTEN];            \
+		unsigned nseen = 0;                                           \
+		for (unsigned i_ = 0; i_ < (w)->n_listeners; i_++) {          \
+			const gw_listener_ops_t *o_ = (w)->listeners[i_].ops; \
+			bool dup_ = false;                                    \
+			for (unsigned j_ = 0; j_ < nseen; j_++)               \
+				dup_ |= seen[j_] == o_;                       \
+			if (!dup_) {                                          \
+				seen[nseen++] = o_;                           \
+				if (o_->fn)                                   \
+					o_->fn(w);                            \
+			}                                                     \
+		}                                                             \
+	} while (0)
+
 static void start_drain(gw_worker_t *w)
 {
 	if (w->draining)
@@ -143,7 +176,7 @@ static void start_drain(gw_worker_t *w)
 	ev_timer_init(&w->drain_timer, on_drain_tick, 0.05, 0.05);
 	w->drain_timer.data = w;
 	ev_timer_start(w->loop, &w->drain_timer);
-	gw_stream_drain(w);
+	for_each_ops(w, drain);
 	gw_worker_check_drained(w);
 }
 
@@ -159,15 +192,13 @@ static void *worker_main(void *arg)
 	gw_worker_t *w = arg;
 	for (unsigned i = 0; i < w->n_listeners; i++) {
 		gw_listener_t *l = &w->listeners[i];
-		int r = l->ep->proto == GW_PROTO_UDP
-				? gw_udp_listener_start(l)
-				: gw_stream_listener_start(l);
+		int r = l->ops->start(l);
 		if (r < 0)
 			gw_log(GW_LOG_ERROR, "worker", "listener failed", "url",
 			       l->ep->url, "error", gw_strerror(r), NULL);
 	}
 	ev_run(w->loop, 0);
-	gw_stream_close_all(w);
+	for_each_ops(w, close_all);
 	gw_certs_thread_cleanup();
 	return NULL;
 }

@@ -24,10 +24,22 @@
 typedef struct gw_listener gw_listener_t;
 typedef struct gw_worker gw_worker_t;
 
+/* What a front-end provides to the worker for its listeners. */
+typedef struct gw_listener_ops {
+	/* Starts serving a bound socket (stream sockets already listen). */
+	int (*start)(gw_listener_t *l);
+	/* Drain: stop taking new work, let in-flight work finish. */
+	void (*drain)(gw_worker_t *w);
+	/* Loop exit: free everything still open. */
+	void (*close_all)(gw_worker_t *w);
+} gw_listener_ops_t;
+
 /* A listening socket of one worker. Front-ends keep their state in it. */
 struct gw_listener {
 	gw_worker_t *worker;
 	const gw_endpoint_t *ep;
+	const gw_listener_ops_t *ops;
+	gw_certs_t *certs; /* TLS context for this listener, or NULL */
 	int fd;
 	ev_io io;
 	bool paused; /* accept backed off (fd exhaustion, caps) */
@@ -39,7 +51,6 @@ struct gw_worker {
 	struct ev_loop *loop;
 	pthread_t thread;
 	const gw_conf_t *conf;
-	gw_certs_t *certs; /* NULL when no TLS listener */
 	gw_up_pool_t *pool;
 	gw_connlimit_t *connlimit; /* process-wide, lock-free */
 
@@ -54,9 +65,9 @@ struct gw_worker {
 	double drain_deadline;
 	ev_timer drain_timer;
 
-	/* live connections of every stream front-end, for drain */
+	/* connections open in every front-end: drain waits for zero */
 	unsigned n_conns;
-	struct gw_stream_conn *conns;
+	struct gw_stream_conn *conns; /* transports/stream.c's list */
 
 	/* scratch space for one answer being finished (single-threaded) */
 	uint8_t answer_buf[65536 + 1024];
@@ -68,11 +79,12 @@ double gw_clock_monotonic(void);
 
 /*
  * Binds every listener of conf for this worker (SO_REUSEPORT, so each worker
- * binds the same addresses). On failure writes "URL: reason" to err and
- * returns a negative error. Borrows conf, certs and connlimit.
+ * binds the same addresses). certs[i] is the TLS context of conf->listen[i]
+ * (NULL for cleartext listeners). On failure writes "URL: reason" to err
+ * and returns a negative error. Borrows conf, certs and connlimit.
  */
 int gw_worker_init(gw_worker_t *w, unsigned id, const gw_conf_t *conf,
-		   gw_certs_t *certs, gw_connlimit_t *cl, char *err,
+		   gw_certs_t *const *certs, gw_connlimit_t *cl, char *err,
 		   size_t errlen);
 /* Starts the thread running the loop. */
 int gw_worker_start(gw_worker_t *w);

@@ -64,10 +64,12 @@ static void on_readable(struct ev_loop *loop, ev_io *io, int revents)
 	}
 }
 
-int gw_udp_listener_start(gw_listener_t *l)
+static int udp_listener_start(gw_listener_t *l)
 {
 	ev_io_init(&l->io, on_readable, l->fd, EV_READ);
 	l->io.data = l;
 	ev_io_start(l->worker->loop, &l->io);
 	return 0;
 }
+
+const gw_listener_ops_t gw_udp_listener_ops = {.start = udp_listener_start};

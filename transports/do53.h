@@ -10,6 +10,6 @@
 
 #include "gateway/worker.h"
 
-int gw_udp_listener_start(gw_listener_t *l);
+extern const gw_listener_ops_t gw_udp_listener_ops;
 
 #endif

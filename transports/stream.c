@@ -401,7 +401,7 @@ static void conn_new(gw_listener_t *l, int fd, struct sockaddr_storage *addr,
 	if (!c)
 		goto fail;
 	if (l->ep->proto == GW_PROTO_DOT) {
-		c->tls = gw_tls_new(w->certs, OUT_MAX);
+		c->tls = gw_tls_new(l->certs, OUT_MAX);
 		if (!c->tls) {
 			free(c);
 			goto fail;
@@ -476,7 +476,7 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
 	}
 }
 
-int gw_stream_listener_start(gw_listener_t *l)
+static int stream_listener_start(gw_listener_t *l)
 {
 	ev_io_init(&l->io, on_accept, l->fd, EV_READ);
 	l->io.data = l;
@@ -486,14 +486,20 @@ int gw_stream_listener_start(gw_listener_t *l)
 	return 0;
 }
 
-void gw_stream_drain(gw_worker_t *w)
+static void stream_drain(gw_worker_t *w)
 {
 	for (gw_stream_conn_t *c = w->conns; c; c = c->next)
 		conn_update(c);
 }
 
-void gw_stream_close_all(gw_worker_t *w)
+static void stream_close_all(gw_worker_t *w)
 {
 	while (w->conns)
 		conn_free(w->conns);
 }
+
+const gw_listener_ops_t gw_stream_listener_ops = {
+	.start = stream_listener_start,
+	.drain = stream_drain,
+	.close_all = stream_close_all,
+};

@@ -15,11 +15,8 @@
 
 #include "gateway/worker.h"
 
-/* Starts accepting on a bound listening socket (tcp:// or dot://). */
-int gw_stream_listener_start(gw_listener_t *l);
-/* Drain: idle connections close now, busy ones after their last answer. */
-void gw_stream_drain(gw_worker_t *w);
-/* Closes every connection at once (loop exit). */
-void gw_stream_close_all(gw_worker_t *w);
+/* tcp:// and dot:// listeners. Drain closes idle connections now and busy
+ * ones after their last answer. */
+extern const gw_listener_ops_t gw_stream_listener_ops;
 
 #endif
