@@ -13,6 +13,7 @@
 #include "gateway/error.h"
 #include "gateway/log.h"
 #include "transports/do53.h"
+#include "transports/doq.h"
 #include "transports/stream.h"
 
 double gw_clock_monotonic(void)
@@ -70,6 +71,8 @@ static const gw_listener_ops_t *listener_ops(gw_proto_t proto)
 	case GW_PROTO_TCP:
 	case GW_PROTO_DOT:
 		return &gw_stream_listener_ops;
+	case GW_PROTO_DOQ:
+		return &gw_doq_listener_ops;
 	default:
 		return NULL;
 	}
@@ -165,8 +168,14 @@ static void start_drain(gw_worker_t *w)
 	if (w->draining)
 		return;
 	w->draining = true;
+	/* Stream listeners close so new connections go elsewhere at once.
+	 * Datagram sockets stay open: in-flight answers leave through them
+	 * (and QUIC needs them to finish connections); their front-ends'
+	 * drain stops taking new queries. */
 	for (unsigned i = 0; i < w->n_listeners; i++) {
 		gw_listener_t *l = &w->listeners[i];
+		if (l->ep->proto == GW_PROTO_UDP || l->ep->proto == GW_PROTO_DOQ)
+			continue;
 		ev_io_stop(w->loop, &l->io);
 		ev_timer_stop(w->loop, &l->resume);
 		close(l->fd);

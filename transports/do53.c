@@ -34,8 +34,6 @@ static void on_readable(struct ev_loop *loop, ev_io *io, int revents)
 	struct iovec iov[BATCH];
 	struct sockaddr_storage from[BATCH];
 
-	if (l->worker->draining)
-		return;
 	for (int i = 0; i < BATCH; i++) {
 		iov[i].iov_base = bufs[i];
 		iov[i].iov_len = DGRAM_MAX;
@@ -72,4 +70,15 @@ static int udp_listener_start(gw_listener_t *l)
 	return 0;
 }
 
-const gw_listener_ops_t gw_udp_listener_ops = {.start = udp_listener_start};
+/* Drain: no new queries; the socket stays open for in-flight answers. */
+static void udp_drain(gw_worker_t *w)
+{
+	for (unsigned i = 0; i < w->n_listeners; i++)
+		if (w->listeners[i].ops == &gw_udp_listener_ops)
+			ev_io_stop(w->loop, &w->listeners[i].io);
+}
+
+const gw_listener_ops_t gw_udp_listener_ops = {
+	.start = udp_listener_start,
+	.drain = udp_drain,
+};

@@ -49,16 +49,37 @@ typedef struct gw_stream_conn {
 	double t_accept, t_active, t_partial, t_write;
 	bool handshake_done;
 	bool reading;
+	bool processing; /* inside conn_process: no nested frame taking */
 	bool eof;     /* client closed its side, or we stopped taking queries */
 	bool closing; /* free at the next timer callback */
 	struct gw_stream_conn *next, *prev;
 } gw_stream_conn_t;
 
 static void conn_update(gw_stream_conn_t *c);
+static void conn_process(gw_stream_conn_t *c);
 
 static gw_buf_t *conn_out(gw_stream_conn_t *c)
 {
 	return c->tls ? gw_tls_out(c->tls) : &c->out;
+}
+
+/* A whole frame waits in c->in to be taken. */
+static bool frame_ready(const gw_stream_conn_t *c)
+{
+	const uint8_t *msg;
+	size_t len;
+	return gw_frame_next(gw_buf_head(&c->in), gw_buf_size(&c->in), &msg,
+			     &len) > 0;
+}
+
+/* Bytes of a message wait for the rest (not merely unprocessed frames). */
+static bool frame_incomplete(const gw_stream_conn_t *c)
+{
+	const uint8_t *msg;
+	size_t len;
+	return gw_buf_size(&c->in) > 0 &&
+	       gw_frame_next(gw_buf_head(&c->in), gw_buf_size(&c->in), &msg,
+			     &len) == 0;
 }
 
 /* Frees happen only here, in the connection's own timer callback. */
@@ -156,6 +177,9 @@ static void stream_on_answer(gw_query_t *q, const uint8_t *msg, size_t len)
 		return;
 	}
 	conn_flush(c);
+	/* a freed slot may let waiting frames in (also after a half-close) */
+	if (!c->closing && frame_ready(c))
+		conn_process(c);
 	if (!c->closing)
 		conn_update(c);
 }
@@ -166,7 +190,15 @@ static const gw_query_client_ops_t stream_ops = {.on_answer = stream_on_answer};
 static void conn_process(gw_stream_conn_t *c)
 {
 	const gw_limits_conf_t *lim = &c->w->conf->limits;
-	while (!c->closing && !c->eof && c->inflight < lim->max_inflight_per_conn &&
+	/* A query answered at once calls back into stream_on_answer, which
+	 * must not take frames while this loop holds one. */
+	if (c->processing)
+		return;
+	c->processing = true;
+	/* Frames that arrived before the client half-closed still count
+	 * (RFC 7766 6.2.4); only a drain stops taking them. */
+	while (!c->closing && !c->w->draining &&
+	       c->inflight < lim->max_inflight_per_conn &&
 	       gw_buf_size(conn_out(c)) < OUT_HIGH) {
 		const uint8_t *msg;
 		size_t len;
@@ -174,7 +206,7 @@ static void conn_process(gw_stream_conn_t *c)
 				      &msg, &len);
 		if (r < 0) {
 			conn_close(c, "frame shorter than a DNS header");
-			return;
+			break;
 		}
 		if (r == 0)
 			break;
@@ -186,7 +218,7 @@ static void conn_process(gw_stream_conn_t *c)
 					     c->addrlen);
 		if (!q) {
 			conn_close(c, "out of memory");
-			return;
+			break;
 		}
 		q->next = c->queries;
 		if (c->queries)
@@ -198,6 +230,7 @@ static void conn_process(gw_stream_conn_t *c)
 		gw_buf_consume(&c->in, (size_t)r);
 		c->t_partial = c->w->now;
 	}
+	c->processing = false;
 	if (gw_buf_size(&c->in) == 0)
 		gw_buf_shrink(&c->in);
 }
@@ -258,16 +291,6 @@ static bool conn_read(gw_stream_conn_t *c)
 	return !c->closing;
 }
 
-/* Bytes of a message wait for the rest (not merely unprocessed frames). */
-static bool frame_incomplete(const gw_stream_conn_t *c)
-{
-	const uint8_t *msg;
-	size_t len;
-	return gw_buf_size(&c->in) > 0 &&
-	       gw_frame_next(gw_buf_head(&c->in), gw_buf_size(&c->in), &msg,
-			     &len) == 0;
-}
-
 /* One timer per connection, set to the earliest deadline that applies. */
 static double conn_deadline(gw_stream_conn_t *c, const char **what)
 {
@@ -311,7 +334,8 @@ static void conn_update(gw_stream_conn_t *c)
 	if (c->closing)
 		return;
 	if ((c->eof || w->draining) && c->inflight == 0 &&
-	    gw_buf_size(conn_out(c)) == 0) {
+	    gw_buf_size(conn_out(c)) == 0 &&
+	    (w->draining || !frame_ready(c))) {
 		conn_close(c, c->eof ? "client closed" : "draining");
 		return;
 	}
