@@ -11,6 +11,18 @@ shared: suite.fixture(name, factory)). Output: one "ok - name" or
 "FAIL - name: why" line per case (details follow as "# " lines), then
 "N passed, M failed"; the exit status is non-zero on any failure.
 
+Every gateway started through Gateway.start() is also checked by the suite:
+after each case, its stderr must hold no sanitizer report; at the end (the
+extra case "teardown_gateways_exit_cleanly") each one still running gets
+SIGTERM and must exit with status 0 within its drain deadline, and none may
+have written a sanitizer report (in the ASan build a leak makes the exit
+status non-zero and prints a LeakSanitizer report, so leaks fail the suite).
+
+Gauges for abuse cases (REQUIREMENTS.md: "After every abuse test, gauges ...
+return to baseline"): Gateway.snapshot() records the TCP connections dnsgw
+owns on its listening ports (ss), its open fds (/proc/PID/fd) and its RSS;
+Gateway.expect_baseline(snap) polls until both counts are back.
+
 Never does anything that could reach the resolver of /etc/resolv.conf: every
 gateway gets an explicit upstream.
 """
@@ -42,6 +54,32 @@ VERBOSE = bool(os.environ.get('GWTEST_VERBOSE'))  # echo every client run
 
 _procs = []
 _tmpdirs = []
+_gateways = []   # every Gateway whose start() was called, in order
+
+# What a sanitizer writes to stderr: "==PID==ERROR: AddressSanitizer: ...",
+# "ERROR: LeakSanitizer: detected memory leaks", "SUMMARY: ...Sanitizer",
+# UBSan's "file.c:L:C: runtime error: ...".
+SANITIZER_RE = re.compile(r'Sanitizer|runtime error:')
+
+# Seconds allowed beyond the drain deadline for the process to exit (the
+# leak scan of LeakSanitizer runs at exit).
+EXIT_GRACE = 2.0
+
+
+def sanitizer_report(text):
+    """The sanitizer report in text (from its first line on, at most 60
+    lines), or '' when there is none."""
+    lines = text.splitlines() if isinstance(text, str) else list(text)
+    for i, line in enumerate(lines):
+        if SANITIZER_RE.search(line):
+            return '\n'.join(lines[i:i + 60])
+    return ''
+
+
+def check_no_sanitizer(text, what='dnsgw'):
+    rep = sanitizer_report(text)
+    check(not rep, '%s: sanitizer report on stderr: %s' %
+          (what, rep.splitlines()[0] if rep else ''), rep)
 
 
 def _cleanup():
@@ -169,6 +207,44 @@ def udp_query(port, wire, timeout=3.0, host='127.0.0.1'):
         return W.parse(raw)
     finally:
         s.close()
+
+
+def reset_close(sock):
+    """Closes a socket (plain or TLS) with an RST instead of a FIN (SO_LINGER
+    0): a client that vanishes."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+    except OSError:
+        pass
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+_sanitized = {}
+
+
+def sanitized(binary):
+    """True when binary is built with AddressSanitizer."""
+    if binary not in _sanitized:
+        try:
+            with open(binary, 'rb') as f:
+                _sanitized[binary] = b'__asan_init' in f.read()
+        except OSError:
+            _sanitized[binary] = False
+    return _sanitized[binary]
+
+
+def small_quarantine_env():
+    """The environment for a sanitized gateway whose RSS is measured: ASan's
+    quarantine (256 MiB by default) holds freed memory back, which would
+    look like growth, so it is made small for that gateway only."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith('DNSGW_')}
+    opts = env.get('ASAN_OPTIONS', '')
+    env['ASAN_OPTIONS'] = (opts + ':' if opts else '') + \
+        'quarantine_size_mb=1:thread_local_quarantine_size_kb=64'
+    return env
 
 
 def tls_context(ca=None, hostname_check=False):
@@ -579,6 +655,18 @@ class Gateway:
         self.lock = threading.Lock()
         self.ready = threading.Event()
         self.logpath = os.path.join(self.dir, 'dnsgw.log')
+        self.exit_status = None     # set once the process is reaped
+        self.stop_seconds = None    # SIGTERM to exit, when stop() sent it
+        self.start_failed = False
+        self.death_reported = False  # a case already failed on its exit
+        self.san_checked = 0         # stderr lines already scanned
+
+    def drain_ms(self):
+        """The drain deadline this gateway was started with (ms)."""
+        try:
+            return int(self.config['limits']['drain_timeout_ms'])
+        except (TypeError, KeyError, ValueError):
+            return 5000
 
     def command(self):
         args = [self.binary]
@@ -616,15 +704,19 @@ class Gateway:
             env = {k: v for k, v in os.environ.items() if not k.startswith('DNSGW_')}
         self.proc = spawn(args, stdout=open(self.stdout_path, 'w'),
                           stderr=subprocess.PIPE, env=env)
+        _gateways.append(self)
         self.reader = threading.Thread(target=self._reader, daemon=True)
         self.reader.start()
         t0 = time.monotonic()
         while not self.ready.wait(0.05):
             if self.proc.poll() is not None:
                 self.reader.join(3)
+                self.start_failed = True
+                self.exit_status = self.proc.returncode
                 raise RuntimeError('dnsgw exited with %s before msg=ready\n$ %s\n%s' % (
                     self.proc.returncode, ' '.join(args), self.log_tail()))
             if time.monotonic() - t0 > self.READY_TIMEOUT:
+                self.start_failed = True
                 raise RuntimeError('dnsgw logged no msg=ready within %ds\n$ %s\n%s' % (
                     self.READY_TIMEOUT, ' '.join(args), self.log_tail()))
         # msg=ready must mean "listening". Whether it does is asserted by
@@ -671,19 +763,229 @@ class Gateway:
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self, timeout=10):
-        """SIGTERM; returns the exit status (None if it had to be killed)."""
+    def stop(self, timeout=None):
+        """SIGTERM; returns the exit status (None if it had to be killed).
+        Waits up to timeout s (default: the drain deadline + EXIT_GRACE) and
+        records exit_status and stop_seconds. Marks the gateway as stopped
+        on purpose (a case that stops it does not fail for that)."""
+        self.stopped_on_purpose = True
         if self.proc is None:
             return None
         if self.proc.poll() is not None:
+            self._reaped(self.proc.returncode)
             return self.proc.returncode
+        if timeout is None:
+            timeout = self.drain_ms() / 1000.0 + EXIT_GRACE
+        t0 = time.monotonic()
         self.proc.send_signal(signal.SIGTERM)
         try:
-            return self.proc.wait(timeout)
+            rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
-            return None
+            rc = None
+        self.stop_seconds = time.monotonic() - t0
+        self._reaped(rc)
+        return rc
+
+    def _reaped(self, rc):
+        if self.exit_status is None:
+            self.exit_status = rc
+        # the whole of stderr (a LeakSanitizer report comes last)
+        if getattr(self, 'reader', None) is not None:
+            self.reader.join(5)
+
+    def sanitizer_report(self, since=0):
+        with self.lock:
+            lines = self.lines[since:]
+        return sanitizer_report(lines)
+
+    def new_sanitizer_report(self):
+        """A sanitizer report written since the last call, or ''."""
+        if not self.alive() and getattr(self, 'reader', None) is not None:
+            self.reader.join(3)
+        with self.lock:
+            n = len(self.lines)
+        rep = self.sanitizer_report(self.san_checked)
+        self.san_checked = n
+        return rep
+
+    def teardown_problems(self):
+        """SIGTERM if still running; then what is wrong with how it ended:
+        an exit status other than 0, no exit within the drain deadline, a
+        sanitizer report. [] when all is well."""
+        out = []
+        name = 'dnsgw %s' % ' '.join(self.listen)
+        if self.proc is None:
+            return out
+        if self.alive():
+            deadline = self.drain_ms() / 1000.0
+            rc = self.stop(deadline + EXIT_GRACE)
+            if rc is None:
+                out.append('%s: still running %.1fs after SIGTERM (drain_timeout_ms '
+                           '%d): killed' % (name, deadline + EXIT_GRACE,
+                                            self.drain_ms()))
+            elif rc != 0:
+                out.append('%s: exit status %s after SIGTERM (%.2fs)' %
+                           (name, rc, self.stop_seconds))
+        else:
+            self._reaped(self.proc.returncode)
+            rc = self.exit_status
+            if not self.start_failed and not self.death_reported and rc != 0:
+                out.append('%s: exit status %s' % (name, rc))
+        rep = self.sanitizer_report()
+        if rep:
+            out.append('%s: sanitizer report on stderr: %s' %
+                       (name, rep.splitlines()[0]))
+        return out
+
+    # -- gauges ----------------------------------------------------------
+
+    def listen_ports(self):
+        ports = set()
+        for l in (self.config or {}).get('listen', self.listen):
+            m = re.search(r':(\d+)(?:/|$)', l)
+            if m:
+                ports.add(int(m.group(1)))
+        return ports
+
+    def fd_table(self):
+        """{fd: readlink target} of the process ({} once it is gone)."""
+        out = {}
+        d = '/proc/%d/fd' % self.proc.pid
+        try:
+            names = os.listdir(d)
+        except OSError:
+            return out
+        for n in names:
+            try:
+                out[int(n)] = os.readlink(os.path.join(d, n))
+            except OSError:
+                pass
+        return out
+
+    def fd_count(self):
+        return len(self.fd_table())
+
+    def rss_kib(self):
+        with open('/proc/%d/status' % self.proc.pid) as f:
+            for line in f:
+                if line.startswith('VmRSS:'):
+                    return int(line.split()[1])
+        return 0
+
+    def owned_sockets(self, proto='t'):
+        """ss lines of every socket dnsgw owns (proto 't', 'u' or 'tu')."""
+        out = subprocess.run(['ss', '-%sanpH' % proto], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, timeout=10).stdout
+        tag = 'pid=%d,' % self.proc.pid
+        return [l for l in out.decode(errors='replace').splitlines() if tag in l]
+
+    def upstream_ports(self):
+        """Ports of the configured upstreams (flags, config, extra args)."""
+        urls = list(self.upstreams)
+        urls += list(((self.config or {}).get('upstream') or {}).get('servers') or [])
+        a = self.extra_args
+        urls += [a[i + 1] for i in range(len(a) - 1) if a[i] == '--upstream']
+        ports = set()
+        for u in urls:
+            m = re.search(r'://(?:\[[^\]]*\]|[^/:#]*):(\d+)', str(u))
+            if m:
+                ports.add(int(m.group(1)))
+        return ports
+
+    def pool_cap(self):
+        """The most pooled upstream TCP/TLS connections dnsgw may keep open:
+        upstream.max_conns_per_upstream (default 8) per upstream per worker."""
+        up = (self.config or {}).get('upstream') or {}
+        per = int(up.get('max_conns_per_upstream', 8))
+        threads = int((self.config or {}).get('threads', self.threads) or 1)
+        return per * max(1, len(self.upstream_ports())) * threads
+
+    def pooled_fds(self):
+        """fds of the TCP connections dnsgw holds to its upstreams: a
+        connection pool may keep them open while idle (upstream
+        idle_timeout_ms), so they are counted apart from the other fds."""
+        ports = self.upstream_ports()
+        out = set()
+        for l in self.owned_sockets('t'):
+            f = l.split()
+            if len(f) < 5 or f[0] == 'LISTEN':
+                continue
+            try:
+                rport = int(f[4].rsplit(':', 1)[1])
+            except ValueError:
+                continue
+            m = re.search(r'pid=%d,fd=(\d+)' % self.proc.pid, l)
+            if rport in ports and m:
+                out.add(int(m.group(1)))
+        return out
+
+    def client_conns(self):
+        """ss lines of the TCP connections (not LISTEN) dnsgw owns on its
+        listening ports: the client side."""
+        ports = self.listen_ports()
+        out = []
+        for l in self.owned_sockets('t'):
+            f = l.split()
+            if len(f) < 4 or f[0] == 'LISTEN':
+                continue
+            try:
+                lport = int(f[3].rsplit(':', 1)[1])
+            except ValueError:
+                continue
+            if lport in ports:
+                out.append(l)
+        return out
+
+    def snapshot(self, settle=3.0):
+        """Gauges when the gateway is quiet: waits up to settle s for the
+        client-side connections to drain away first (a previous client's
+        close may still be in flight)."""
+        t0 = time.monotonic()
+        while self.client_conns() and time.monotonic() - t0 < settle:
+            time.sleep(0.05)
+        pooled = self.pooled_fds()
+        table = self.fd_table()
+        return {'conns': len(self.client_conns()), 'fds': table, 'pooled': pooled,
+                'nfds': len(set(table) - pooled), 'rss': self.rss_kib()}
+
+    def expect_baseline(self, base, timeout=3.0, what=''):
+        """Fails unless, within timeout s, the client-side TCP connections
+        and the open fds are back to the numbers of snapshot base. Pooled
+        upstream connections are not counted with the fds (they may stay
+        open while idle) but may not exceed pool_cap(). Returns the seconds
+        it took."""
+        t0 = time.monotonic()
+        cap = self.pool_cap()
+        while True:
+            conns = self.client_conns()
+            table = self.fd_table()
+            pooled = self.pooled_fds()
+            nfds = len(set(table) - pooled)
+            if len(conns) <= base['conns'] and nfds <= base['nfds'] and \
+                    len(pooled) <= cap:
+                return time.monotonic() - t0
+            if time.monotonic() - t0 > timeout or not self.alive():
+                break
+            time.sleep(0.05)
+        extra = {fd: t for fd, t in table.items()
+                 if base['fds'].get(fd) != t and fd not in pooled}
+        details = ('client connections now %d, before %d:\n%s\n'
+                   'fds (pooled upstream connections aside) now %d, before %d; '
+                   'new or changed:\n%s\n'
+                   'pooled upstream connections %d (cap %d)\n'
+                   'sockets owned:\n%s\n%s' %
+                   (len(conns), base['conns'], '\n'.join(conns[:20]),
+                    nfds, base['nfds'],
+                    '\n'.join('  %d -> %s' % kv for kv in sorted(extra.items())[:40]),
+                    len(pooled), cap,
+                    '\n'.join(self.owned_sockets('tu')[:40]), self.log_tail(10)))
+        check(False, '%sgauges not back to baseline %.1fs later: %d client '
+              'connection(s) (before %d), %d fds (before %d), %d pooled upstream '
+              'connections (cap %d)' %
+              (what + ': ' if what else '', timeout, len(conns), base['conns'],
+               nfds, base['nfds'], len(pooled), cap), details)
 
     def sockets_of(self, local_port, peer_port):
         """ss lines of TCP sockets local_port<->peer_port owned by dnsgw."""
@@ -733,7 +1035,27 @@ class Suite:
         return obj
 
     def gateways(self):
-        return [o for o in self.fixtures.values() if isinstance(o, Gateway)]
+        """Every gateway started so far (fixtures or not), in start order."""
+        out = list(_gateways)
+        for o in self.fixtures.values():
+            if isinstance(o, Gateway) and o not in out:
+                out.append(o)
+        return out
+
+    def _teardown_gateways(self):
+        """SIGTERM to every gateway still running; each must exit 0 within
+        its drain deadline, and no gateway may have written a sanitizer
+        report. Returns (ok, why, details)."""
+        problems, details = [], ''
+        for g in self.gateways():
+            p = g.teardown_problems()
+            if p:
+                problems += p
+                rep = g.sanitizer_report()
+                details += '\n'.join(p) + '\n' + (rep or g.log_tail(25)) + '\n'
+        if not problems:
+            return True, '', ''
+        return False, '; '.join(problems), details
 
     def main(self):
         ap = argparse.ArgumentParser(description=self.title)
@@ -757,19 +1079,24 @@ class Suite:
                 print('FAIL - %s: binary %s not executable' % (name, self.binary))
             print('0 passed, %d failed' % len(cases), flush=True)
             return 1
+        def report(name, ok, why, details):
+            nonlocal passed, failed
+            if ok:
+                passed += 1
+                print('ok - %s' % name, flush=True)
+            else:
+                failed += 1
+                print('FAIL - %s: %s' % (name, why.replace('\n', ' | ')), flush=True)
+                if details:
+                    for l in details.rstrip().splitlines():
+                        print('#   ' + l)
+                sys.stdout.flush()
+
         try:
             for name, fn, timeout in cases:
-                ok, why, details = self._run_case(name, fn, timeout)
-                if ok:
-                    passed += 1
-                    print('ok - %s' % name, flush=True)
-                else:
-                    failed += 1
-                    print('FAIL - %s: %s' % (name, why.replace('\n', ' | ')), flush=True)
-                    if details:
-                        for l in details.rstrip().splitlines():
-                            print('#   ' + l)
-                    sys.stdout.flush()
+                report(name, *self._run_case(name, fn, timeout))
+            if self.gateways():
+                report('teardown_gateways_exit_cleanly', *self._teardown_gateways())
         finally:
             for obj in reversed(self.stoppers):
                 try:
@@ -805,12 +1132,22 @@ class Suite:
             done.set()
         # a gateway that died during the case fails it, whatever the case said
         for g in self.gateways():
-            if g.proc is not None and not g.alive() and not getattr(g, 'stopped_on_purpose', False):
+            if g.proc is not None and not g.alive() and not g.start_failed and \
+                    not getattr(g, 'stopped_on_purpose', False):
                 if ok or 'exited' not in why:
                     ok = False
                     why = (why + '; ' if why else '') + 'dnsgw exited with %s' % g.proc.returncode
                     details = (details + '\n' if details else '') + g.log_tail(40)
                 g.stopped_on_purpose = True  # report once
+                g.death_reported = True
+        # and so does a sanitizer report written during the case
+        for g in self.gateways():
+            rep = g.new_sanitizer_report()
+            if rep:
+                ok = False
+                why = (why + '; ' if why else '') + 'sanitizer report on dnsgw stderr: ' + \
+                    rep.splitlines()[0]
+                details = (details + '\n' if details else '') + rep
         if not ok:
             for g in self.gateways():
                 if g.alive():
