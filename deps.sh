@@ -45,7 +45,8 @@ BUILD_PKGS=(build-essential cmake pkg-config dpkg-dev xz-utils patch
 	autoconf automake libtool ca-certificates libnghttp2-dev libev-dev
 	libcmocka-dev libcyaml-dev libyaml-dev openssl)
 TEST_PKGS=(knot-dnsutils bind9-dnsutils unbound dnsperf curl nghttp2-client
-	python3 clang libclang-rt-14-dev procps iproute2 psmisc)
+	python3 clang libclang-rt-14-dev procps iproute2 psmisc
+	debootstrap) # debootstrap: trixie's kdig +quic (tests/integration/trixie-chroot.sh)
 BENCH_PKGS=(dnsdist dnsperf util-linux procps python3 nghttp2-client)
 
 say() { printf 'deps: %s\n' "$*"; }

@@ -15,6 +15,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <ngtcp2/ngtcp2.h>
+#include <ngtcp2/ngtcp2_crypto.h>
+#include <ngtcp2/ngtcp2_crypto_wolfssl.h>
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 #include <wolfssl/wolfcrypt/asn_public.h>
@@ -37,6 +40,7 @@
 
 struct gw_certs {
 	int refs; /* atomic */
+	int quic; /* gw_certs_enable_quic() done */
 	WOLFSSL_CTX *ctx;
 	time_t not_before;
 	time_t not_after;
@@ -673,4 +677,35 @@ time_t gw_certs_not_before(const gw_certs_t *c)
 const char *const *gw_certs_alpn(const gw_certs_t *c)
 {
 	return c->alpn;
+}
+
+int gw_certs_enable_quic(gw_certs_t *c, char *err, size_t errlen)
+{
+#ifndef WOLFSSL_QUIC
+	snprintf(err, errlen, "wolfSSL was built without QUIC (./deps.sh)");
+	return GW_ETLS;
+#else
+	if (c->quic)
+		return 0;
+	/* QUIC carries TLS 1.3 only (RFC 9001 4.2); wolfSSL refuses a QUIC
+	 * method on a context that may downgrade. */
+	if (wolfSSL_CTX_SetMinVersion(c->ctx, WOLFSSL_TLSV1_3) !=
+		    WOLFSSL_SUCCESS ||
+	    ngtcp2_crypto_wolfssl_configure_server_context(c->ctx) != 0) {
+		snprintf(err, errlen, "cannot make a QUIC TLS context");
+		return GW_ETLS;
+	}
+#ifdef WOLFSSL_EARLY_DATA
+	/* 0-RTT stays off for DoQ too (RFC 9250 4.5 allows it, but replayed
+	 * queries are not worth it; REQUIREMENTS.md: off by default). */
+	wolfSSL_CTX_set_max_early_data(c->ctx, 0);
+#endif
+	c->quic = 1;
+	return 0;
+#endif
+}
+
+int gw_certs_is_quic(const gw_certs_t *c)
+{
+	return c->quic;
 }

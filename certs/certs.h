@@ -68,6 +68,18 @@ gw_certs_t *gw_certs_load(const char *cert_file, const char *key_file,
 gw_certs_t *gw_certs_selfsigned(const char *const *alpn, char *err,
 				size_t errlen);
 
+/*
+ * Turns a freshly loaded context into a QUIC server context (DoQ, RFC 9250;
+ * RFC 9001): TLS 1.3 only (QUIC has no TLS 1.2), the ngtcp2_crypto_wolfssl
+ * QUIC method installed, 0-RTT still off. Call before the first connection
+ * uses c; afterwards gw_certs_is_quic() is true. 0 or GW_ETLS + err.
+ * Unlike TCP listeners, the QUIC glue must also refuse a handshake that
+ * negotiated no ALPN (RFC 9001 8.1); transports/doq.c does that.
+ */
+int gw_certs_enable_quic(gw_certs_t *c, char *err, size_t errlen);
+/* True once gw_certs_enable_quic() succeeded on c. */
+int gw_certs_is_quic(const gw_certs_t *c);
+
 /* Takes another reference; returns c. NULL-safe. */
 gw_certs_t *gw_certs_ref(gw_certs_t *c);
 /* Drops a reference; frees the context when the last one goes. NULL-safe. */

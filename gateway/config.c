@@ -422,6 +422,47 @@ int gw_conf_parse_addr(const char *s, struct sockaddr_storage *ss,
 	return 0;
 }
 
+static int parse_u64(const char *s, uint64_t *out);
+
+int gw_cidr_parse(const char *s, gw_cidr_t *out, char *err, size_t errlen)
+{
+	char buf[INET6_ADDRSTRLEN + 8];
+	const char *slash = strchr(s, '/');
+	size_t alen = slash ? (size_t)(slash - s) : strlen(s);
+	unsigned max, bits;
+
+	memset(out, 0, sizeof(*out));
+	if (alen == 0 || alen >= sizeof(buf)) {
+		seterr(err, errlen, "not an address prefix");
+		return GW_EINVAL;
+	}
+	memcpy(buf, s, alen);
+	buf[alen] = '\0';
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&out->addr;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&out->addr;
+	if (inet_pton(AF_INET, buf, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		max = 32;
+	} else if (inet_pton(AF_INET6, buf, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		max = 128;
+	} else {
+		seterr(err, errlen, "not an IP address");
+		return GW_EINVAL;
+	}
+	bits = max;
+	if (slash) {
+		uint64_t v;
+		if (parse_u64(slash + 1, &v) < 0 || v > max) {
+			seterr(err, errlen, "prefix length must be 0..%u", max);
+			return GW_EINVAL;
+		}
+		bits = (unsigned)v;
+	}
+	out->prefix = (uint8_t)bits;
+	return 0;
+}
+
 /* ---------------------------------------------------------- defaults */
 
 void gw_conf_defaults(gw_conf_t *c)
@@ -441,9 +482,23 @@ void gw_conf_defaults(gw_conf_t *c)
 	c->limits.max_conns = 10000;
 	c->limits.max_waiting_per_client = 1000;
 	c->limits.drain_timeout_ms = 5000;
+	c->limits.doh_idle_timeout_ms = 30000;
 	c->up.timeout_ms = 2000;
 	c->up.attempts = 3;
 	c->up.strip_ecs = true;
+	c->up.policy = GW_UP_POLICY_ORDERED;
+	c->up.max_conns_per_upstream = 8;
+	c->up.max_inflight_per_conn = 100;
+	c->up.idle_timeout_ms = 60000;
+	strcpy(c->up.probe_name, ".");
+	c->up.probe_type = 2; /* NS */
+	c->up.probe_rise = 2;
+	c->up.probe_fall = 3;
+	c->doq.retry = GW_DOQ_RETRY_AUTO;
+	c->doq.idle_timeout_ms = 30000;
+	c->doq.max_streams = 16;
+	c->doq.stream_timeout_ms = 10000;
+	c->doq.retry_threshold = 256;
 }
 
 void gw_conf_default_listeners(gw_conf_t *c)
@@ -475,6 +530,18 @@ static const struct range ranges[] = {
 	{ "upstream.timeout_ms", offsetof(gw_conf_t, up.timeout_ms), 1,
 	  600000 },
 	{ "upstream.attempts", offsetof(gw_conf_t, up.attempts), 1, 16 },
+#define UPR(name, lo, hi) \
+	{ "upstream." #name, offsetof(gw_conf_t, up.name), lo, hi }
+	UPR(max_conns_per_upstream, 1, 1024),
+	UPR(max_inflight_per_conn, 1, 65535),
+	UPR(max_queries_per_conn, 0, UINT32_MAX),
+	UPR(idle_timeout_ms, 1, 3600000),
+	UPR(max_waiting_per_upstream, 0, 10000000),
+#undef UPR
+	{ "upstream.probe.interval_ms", offsetof(gw_conf_t,
+	  up.probe_interval_ms), 0, 3600000 },
+	{ "upstream.probe.rise", offsetof(gw_conf_t, up.probe_rise), 1, 100 },
+	{ "upstream.probe.fall", offsetof(gw_conf_t, up.probe_fall), 1, 100 },
 	LIM(handshake_timeout_ms, 1, 3600000),
 	LIM(idle_timeout_ms, 1, 3600000),
 	LIM(partial_timeout_ms, 1, 3600000),
@@ -485,6 +552,14 @@ static const struct range ranges[] = {
 	LIM(max_conns, 1, 10000000),
 	LIM(max_waiting_per_client, 1, 10000000),
 	LIM(drain_timeout_ms, 0, 3600000),
+	LIM(doh_idle_timeout_ms, 1, 3600000),
+	{ "doq.idle_timeout_ms", offsetof(gw_conf_t, doq.idle_timeout_ms), 1,
+	  3600000 },
+	{ "doq.max_streams", offsetof(gw_conf_t, doq.max_streams), 1, 1024 },
+	{ "doq.stream_timeout_ms", offsetof(gw_conf_t, doq.stream_timeout_ms),
+	  1, 3600000 },
+	{ "doq.retry_threshold", offsetof(gw_conf_t, doq.retry_threshold), 0,
+	  1000000 },
 };
 
 static const struct range *range_find(const char *path)
@@ -540,6 +615,17 @@ static int parse_format(const char *s)
 	return -1;
 }
 
+int gw_doq_retry_parse(const char *s)
+{
+	if (strcmp(s, "auto") == 0)
+		return GW_DOQ_RETRY_AUTO;
+	if (strcmp(s, "always") == 0)
+		return GW_DOQ_RETRY_ALWAYS;
+	if (strcmp(s, "never") == 0)
+		return GW_DOQ_RETRY_NEVER;
+	return -1;
+}
+
 static int parse_bool(const char *s)
 {
 	static const char *const t[] = { "true", "yes", "on", "1" };
@@ -561,7 +647,7 @@ static int parse_bool(const char *s)
  */
 enum setting {
 	SET_CERT, SET_KEY, SET_ADMIN, SET_THREADS, SET_LOG_LEVEL,
-	SET_LOG_FORMAT, SET_QUERY_LOG,
+	SET_LOG_FORMAT, SET_QUERY_LOG, SET_CA_FILE,
 };
 
 static int apply_setting(gw_conf_t *c, enum setting which, const char *v,
@@ -573,8 +659,11 @@ static int apply_setting(gw_conf_t *c, enum setting which, const char *v,
 
 	switch (which) {
 	case SET_CERT:
-	case SET_KEY: {
-		char *dst = which == SET_CERT ? c->cert_file : c->key_file;
+	case SET_KEY:
+	case SET_CA_FILE: {
+		char *dst = which == SET_CERT  ? c->cert_file
+			    : which == SET_KEY ? c->key_file
+					       : c->up.ca_file;
 		if (strlen(v) >= PATH_MAX) {
 			seterr(err, errlen, "%s: path too long", what);
 			return GW_ECONFIG;
@@ -649,12 +738,32 @@ struct y_log {
 	bool *queries;
 };
 
+struct y_probe {
+	char *name;
+	char *type;
+	uint32_t *interval_ms;
+	uint32_t *rise;
+	uint32_t *fall;
+};
+
 struct y_upstream {
 	char **servers;
 	unsigned servers_count;
 	uint32_t *timeout_ms;
 	uint32_t *attempts;
 	bool *strip_ecs;
+	char *policy;
+	char *ca_file;
+	uint32_t *weights;
+	unsigned weights_count;
+	char **pins;
+	unsigned pins_count;
+	uint32_t *max_conns_per_upstream;
+	uint32_t *max_inflight_per_conn;
+	uint32_t *max_queries_per_conn;
+	uint32_t *idle_timeout_ms;
+	uint32_t *max_waiting_per_upstream;
+	struct y_probe *probe;
 };
 
 struct y_limits {
@@ -668,6 +777,20 @@ struct y_limits {
 	uint32_t *max_conns;
 	uint32_t *max_waiting_per_client;
 	uint32_t *drain_timeout_ms;
+	uint32_t *doh_idle_timeout_ms;
+};
+
+struct y_doh {
+	char **trusted_proxies;
+	unsigned trusted_proxies_count;
+};
+
+struct y_doq {
+	char *retry;
+	uint32_t *idle_timeout_ms;
+	uint32_t *max_streams;
+	uint32_t *stream_timeout_ms;
+	uint32_t *retry_threshold;
 };
 
 struct y_conf {
@@ -679,6 +802,8 @@ struct y_conf {
 	struct y_log *log;
 	struct y_upstream *upstream;
 	struct y_limits *limits;
+	struct y_doh *doh;
+	struct y_doq *doq;
 };
 
 #define OPT (CYAML_FLAG_OPTIONAL | CYAML_FLAG_POINTER)
@@ -701,12 +826,52 @@ static const cyaml_schema_field_t log_fields[] = {
 	CYAML_FIELD_END
 };
 
+static const cyaml_schema_value_t weight_schema = {
+	CYAML_VALUE_UINT(CYAML_FLAG_DEFAULT, uint32_t),
+};
+
+/* "NAME=BASE64": the SPKI pin for the tls:// upstreams whose #name is NAME */
+static const cyaml_schema_value_t pin_schema = {
+	CYAML_VALUE_STRING(CYAML_FLAG_POINTER, char, 1,
+			   GW_CONF_MAX_NAME + GW_CONF_MAX_PIN),
+};
+
+static const cyaml_schema_field_t probe_fields[] = {
+	CYAML_FIELD_STRING_PTR("name", OPT, struct y_probe, name, 1,
+			       GW_CONF_MAX_NAME - 1),
+	CYAML_FIELD_STRING_PTR("type", OPT, struct y_probe, type, 1, 16),
+	CYAML_FIELD_UINT_PTR("interval_ms", OPT, struct y_probe, interval_ms),
+	CYAML_FIELD_UINT_PTR("rise", OPT, struct y_probe, rise),
+	CYAML_FIELD_UINT_PTR("fall", OPT, struct y_probe, fall),
+	CYAML_FIELD_END
+};
+
 static const cyaml_schema_field_t upstream_fields[] = {
 	CYAML_FIELD_SEQUENCE("servers", OPT, struct y_upstream, servers,
 			     &url_schema, 0, GW_CONF_MAX_UPSTREAM),
 	CYAML_FIELD_UINT_PTR("timeout_ms", OPT, struct y_upstream, timeout_ms),
 	CYAML_FIELD_UINT_PTR("attempts", OPT, struct y_upstream, attempts),
 	CYAML_FIELD_BOOL_PTR("strip_ecs", OPT, struct y_upstream, strip_ecs),
+	CYAML_FIELD_STRING_PTR("policy", OPT, struct y_upstream, policy, 0,
+			       32),
+	CYAML_FIELD_STRING_PTR("ca_file", OPT, struct y_upstream, ca_file, 0,
+			       PATH_MAX - 1),
+	CYAML_FIELD_SEQUENCE("weights", OPT, struct y_upstream, weights,
+			     &weight_schema, 0, GW_CONF_MAX_UPSTREAM),
+	CYAML_FIELD_SEQUENCE("pins", OPT, struct y_upstream, pins,
+			     &pin_schema, 0, GW_CONF_MAX_UPSTREAM),
+	CYAML_FIELD_UINT_PTR("max_conns_per_upstream", OPT, struct y_upstream,
+			     max_conns_per_upstream),
+	CYAML_FIELD_UINT_PTR("max_inflight_per_conn", OPT, struct y_upstream,
+			     max_inflight_per_conn),
+	CYAML_FIELD_UINT_PTR("max_queries_per_conn", OPT, struct y_upstream,
+			     max_queries_per_conn),
+	CYAML_FIELD_UINT_PTR("idle_timeout_ms", OPT, struct y_upstream,
+			     idle_timeout_ms),
+	CYAML_FIELD_UINT_PTR("max_waiting_per_upstream", OPT,
+			     struct y_upstream, max_waiting_per_upstream),
+	CYAML_FIELD_MAPPING_PTR("probe", OPT, struct y_upstream, probe,
+				probe_fields),
 	CYAML_FIELD_END
 };
 
@@ -723,6 +888,30 @@ static const cyaml_schema_field_t limits_fields[] = {
 	YLIM(max_conns),
 	YLIM(max_waiting_per_client),
 	YLIM(drain_timeout_ms),
+	YLIM(doh_idle_timeout_ms),
+	CYAML_FIELD_END
+};
+
+static const cyaml_schema_value_t cidr_schema = {
+	CYAML_VALUE_STRING(CYAML_FLAG_POINTER, char, 1, 64),
+};
+
+static const cyaml_schema_field_t doh_fields[] = {
+	CYAML_FIELD_SEQUENCE("trusted_proxies", OPT, struct y_doh,
+			     trusted_proxies, &cidr_schema, 0,
+			     GW_CONF_MAX_CIDR),
+	CYAML_FIELD_END
+};
+
+static const cyaml_schema_field_t doq_fields[] = {
+	CYAML_FIELD_STRING_PTR("retry", OPT, struct y_doq, retry, 0, 16),
+	CYAML_FIELD_UINT_PTR("idle_timeout_ms", OPT, struct y_doq,
+			     idle_timeout_ms),
+	CYAML_FIELD_UINT_PTR("max_streams", OPT, struct y_doq, max_streams),
+	CYAML_FIELD_UINT_PTR("stream_timeout_ms", OPT, struct y_doq,
+			     stream_timeout_ms),
+	CYAML_FIELD_UINT_PTR("retry_threshold", OPT, struct y_doq,
+			     retry_threshold),
 	CYAML_FIELD_END
 };
 
@@ -738,6 +927,8 @@ static const cyaml_schema_field_t top_fields[] = {
 				upstream_fields),
 	CYAML_FIELD_MAPPING_PTR("limits", OPT, struct y_conf, limits,
 				limits_fields),
+	CYAML_FIELD_MAPPING_PTR("doh", OPT, struct y_conf, doh, doh_fields),
+	CYAML_FIELD_MAPPING_PTR("doq", OPT, struct y_conf, doq, doq_fields),
 	CYAML_FIELD_END
 };
 
@@ -756,6 +947,7 @@ static const struct {
 	YMAP(max_read_events_per_query), YMAP(max_inflight_per_conn),
 	YMAP(max_conns_per_client), YMAP(max_conns),
 	YMAP(max_waiting_per_client), YMAP(drain_timeout_ms),
+	YMAP(doh_idle_timeout_ms),
 #undef YMAP
 };
 
@@ -1221,6 +1413,140 @@ static int apply_u32(struct file_ctx *f, gw_conf_t *c, const char *path,
 	return 0;
 }
 
+int gw_up_policy_parse(const char *s)
+{
+	static const char *const names[] = {
+		[GW_UP_POLICY_ORDERED] = "ordered",
+		[GW_UP_POLICY_ROUND_ROBIN] = "round-robin",
+		[GW_UP_POLICY_RANDOM] = "random",
+		[GW_UP_POLICY_LEAST_OUTSTANDING] = "least-outstanding",
+		[GW_UP_POLICY_LOWEST_LATENCY] = "lowest-latency",
+	};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(s, names[i]) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* A query type by name (A, NS, ...) or number. */
+static int parse_qtype(const char *s)
+{
+	static const struct { const char *n; int t; } types[] = {
+		{ "A", 1 }, { "NS", 2 }, { "SOA", 6 }, { "PTR", 12 },
+		{ "MX", 15 }, { "TXT", 16 }, { "AAAA", 28 }, { "SRV", 33 },
+	};
+	uint64_t n;
+
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+		if (strcasecmp(s, types[i].n) == 0)
+			return types[i].t;
+	if (parse_u64(s, &n) == 0 && n >= 1 && n <= 65535)
+		return (int)n;
+	return -1;
+}
+
+/* The pooled-connection, policy, TLS and probe keys of upstream:. */
+static int apply_upstream_more(struct file_ctx *f, gw_conf_t *c,
+			       const struct y_upstream *u)
+{
+	static const char *const keys[] = {
+		"upstream.max_conns_per_upstream",
+		"upstream.max_inflight_per_conn",
+		"upstream.max_queries_per_conn", "upstream.idle_timeout_ms",
+		"upstream.max_waiting_per_upstream",
+	};
+	uint32_t *const vals[] = {
+		u->max_conns_per_upstream, u->max_inflight_per_conn,
+		u->max_queries_per_conn, u->idle_timeout_ms,
+		u->max_waiting_per_upstream,
+	};
+	char path[MAX_YAML_PATH], b1[100];
+	int r;
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if ((r = apply_u32(f, c, keys[i], vals[i])) < 0)
+			return r;
+	if (u->policy) {
+		int pol = gw_up_policy_parse(u->policy);
+		if (pol < 0) {
+			ferr_path(f, "upstream.policy", false,
+				  "unknown policy '%s' (expected ordered, "
+				  "round-robin, random, least-outstanding, "
+				  "lowest-latency)", SHOW(b1, u->policy));
+			return GW_ECONFIG;
+		}
+		c->up.policy = (gw_up_policy_t)pol;
+	}
+	if (u->ca_file)
+		strcpy(c->up.ca_file, u->ca_file);
+	for (unsigned i = 0; u->weights && i < u->weights_count; i++) {
+		if (u->weights[i] < 1 || u->weights[i] > 1000) {
+			snprintf(path, sizeof(path), "upstream.weights[%u]", i);
+			ferr_path(f, path, false, "out of range (1..1000)");
+			return GW_ECONFIG;
+		}
+		c->up.weight[i] = u->weights[i];
+	}
+	if (u->probe) {
+		const struct y_probe *pr = u->probe;
+		if (pr->name) {
+			if (!valid_hostname(pr->name, strlen(pr->name)) &&
+			    strcmp(pr->name, ".") != 0) {
+				ferr_path(f, "upstream.probe.name", false,
+					  "'%s' is not a domain name",
+					  SHOW(b1, pr->name));
+				return GW_ECONFIG;
+			}
+			strcpy(c->up.probe_name, pr->name);
+		}
+		if (pr->type) {
+			int t = parse_qtype(pr->type);
+			if (t < 0) {
+				ferr_path(f, "upstream.probe.type", false,
+					  "unknown type '%s' (A, AAAA, NS, "
+					  "SOA, TXT, ... or a number)",
+					  SHOW(b1, pr->type));
+				return GW_ECONFIG;
+			}
+			c->up.probe_type = (uint16_t)t;
+		}
+		if ((r = apply_u32(f, c, "upstream.probe.interval_ms",
+				   pr->interval_ms)) < 0 ||
+		    (r = apply_u32(f, c, "upstream.probe.rise", pr->rise)) < 0 ||
+		    (r = apply_u32(f, c, "upstream.probe.fall", pr->fall)) < 0)
+			return r;
+	}
+	/* Pins are matched to servers by TLS name, so apply them last. */
+	for (unsigned i = 0; u->pins && i < u->pins_count; i++) {
+		const char *eq = strchr(u->pins[i], '=');
+		size_t nl = eq ? (size_t)(eq - u->pins[i]) : 0;
+		bool used = false;
+		snprintf(path, sizeof(path), "upstream.pins[%u]", i);
+		if (!eq || nl == 0 || strlen(eq + 1) != 44) {
+			ferr_path(f, path, false, "expected NAME=PIN with PIN "
+				  "the base64 SHA-256 of the server's "
+				  "SubjectPublicKeyInfo (44 characters)");
+			return GW_ECONFIG;
+		}
+		for (unsigned k = 0; k < c->n_upstream; k++) {
+			if (c->upstream[k].proto != GW_PROTO_DOT ||
+			    strlen(c->upstream[k].tls_name) != nl ||
+			    strncasecmp(c->upstream[k].tls_name, u->pins[i],
+					nl) != 0)
+				continue;
+			strcpy(c->up.pin[k], eq + 1);
+			used = true;
+		}
+		if (!used) {
+			ferr_path(f, path, false, "no tls:// server has the "
+				  "name '%.*s' after '#'", (int)nl, u->pins[i]);
+			return GW_ECONFIG;
+		}
+	}
+	return 0;
+}
+
 static int apply_file(struct file_ctx *f, gw_conf_t *c, const struct y_conf *y)
 {
 	char reason[200], b1[100];
@@ -1291,6 +1617,8 @@ static int apply_file(struct file_ctx *f, gw_conf_t *c, const struct y_conf *y)
 			return r;
 		if (u->strip_ecs)
 			c->up.strip_ecs = *u->strip_ecs;
+		if ((r = apply_upstream_more(f, c, u)) < 0)
+			return r;
 	}
 	if (y->limits) {
 		for (size_t i = 0;
@@ -1300,6 +1628,43 @@ static int apply_file(struct file_ctx *f, gw_conf_t *c, const struct y_conf *y)
 			if ((r = apply_u32(f, c, y_limits_map[i].path, *v)) < 0)
 				return r;
 		}
+	}
+	if (y->doh && y->doh->trusted_proxies) {
+		char path[MAX_YAML_PATH];
+		for (unsigned i = 0; i < y->doh->trusted_proxies_count; i++) {
+			snprintf(path, sizeof(path), "doh.trusted_proxies[%u]",
+				 i);
+			if (gw_cidr_parse(y->doh->trusted_proxies[i],
+					  &c->doh.trusted_proxies[i], reason,
+					  sizeof(reason)) < 0) {
+				ferr_path(f, path, false, "'%s': %s",
+					  SHOW(b1, y->doh->trusted_proxies[i]),
+					  reason);
+				return GW_ECONFIG;
+			}
+		}
+		c->doh.n_trusted_proxies = y->doh->trusted_proxies_count;
+	}
+	if (y->doq) {
+		const struct y_doq *q = y->doq;
+		if (q->retry) {
+			int m = gw_doq_retry_parse(q->retry);
+			if (m < 0) {
+				ferr_path(f, "doq.retry", false,
+					  "unknown mode '%s' (expected auto, "
+					  "always, never)", SHOW(b1, q->retry));
+				return GW_ECONFIG;
+			}
+			c->doq.retry = (gw_doq_retry_t)m;
+		}
+		if ((r = apply_u32(f, c, "doq.idle_timeout_ms",
+				   q->idle_timeout_ms)) < 0 ||
+		    (r = apply_u32(f, c, "doq.max_streams", q->max_streams)) < 0 ||
+		    (r = apply_u32(f, c, "doq.stream_timeout_ms",
+				   q->stream_timeout_ms)) < 0 ||
+		    (r = apply_u32(f, c, "doq.retry_threshold",
+				   q->retry_threshold)) < 0)
+			return r;
 	}
 	return 0;
 }
@@ -1517,6 +1882,7 @@ enum {
 	OPT_THREADS,
 	OPT_LOG_LEVEL,
 	OPT_LOG_FORMAT,
+	OPT_CA_FILE,
 	OPT_QUERY_LOG,
 };
 
@@ -1534,6 +1900,7 @@ static const struct option long_opts[] = {
 	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
 	{ "log-format", required_argument, NULL, OPT_LOG_FORMAT },
 	{ "query-log", no_argument, NULL, OPT_QUERY_LOG },
+	{ "ca-file", required_argument, NULL, OPT_CA_FILE },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -1688,6 +2055,7 @@ static int apply_flags(gw_conf_t *c, const struct flag_set *fl, char *err,
 		[OPT_LOG_LEVEL - OPT_CERT] = SET_LOG_LEVEL,
 		[OPT_LOG_FORMAT - OPT_CERT] = SET_LOG_FORMAT,
 		[OPT_QUERY_LOG - OPT_CERT] = SET_QUERY_LOG,
+		[OPT_CA_FILE - OPT_CERT] = SET_CA_FILE,
 	};
 	char name[40];
 	int r;
@@ -1990,6 +2358,8 @@ void gw_conf_usage(FILE *out)
 "                        quic://ADDR[:PORT][#tls-name]\n"
 "      --cert FILE       TLS certificate chain (PEM); needs --key\n"
 "      --key FILE        TLS private key (PEM)\n"
+"      --ca-file FILE    CA bundle for tls:// upstreams (default the\n"
+"                        system's /etc/ssl/certs/ca-certificates.crt)\n"
 "      --admin ADDR:PORT serve /metrics, /healthz, /readyz (default off)\n"
 "      --threads N       worker threads (default 0 = number of CPUs)\n"
 "      --log-level L     error, warn, info (default) or debug\n"

@@ -48,6 +48,37 @@ typedef struct gw_endpoint {
 
 typedef enum gw_log_format { GW_LOG_LOGFMT, GW_LOG_JSON } gw_log_format_t;
 
+/* An address prefix such as 10.0.0.0/8 or ::1/128 (port unused). */
+typedef struct gw_cidr {
+	struct sockaddr_storage addr;
+	uint8_t prefix; /* bits */
+} gw_cidr_t;
+
+#define GW_CONF_MAX_CIDR 32
+
+/* DoH front-end (transports/doh.c). */
+typedef struct gw_doh_conf {
+	/* X-Forwarded-For / Forwarded honoured only from these peers */
+	gw_cidr_t trusted_proxies[GW_CONF_MAX_CIDR];
+	unsigned n_trusted_proxies;
+} gw_doh_conf_t;
+
+/* DoQ front-end (transports/doq.c, docs/doq.md). */
+typedef enum gw_doq_retry {
+	GW_DOQ_RETRY_AUTO,   /* Retry only under load (default) */
+	GW_DOQ_RETRY_ALWAYS, /* every new connection proves its address */
+	GW_DOQ_RETRY_NEVER,
+} gw_doq_retry_t;
+
+typedef struct gw_doq_conf {
+	gw_doq_retry_t retry;
+	uint32_t idle_timeout_ms;   /* 30000: QUIC max_idle_timeout */
+	uint32_t max_streams;       /* 16: concurrent bidi streams (queries) */
+	uint32_t stream_timeout_ms; /* 10000: a stream without FIN is reaped */
+	uint32_t retry_threshold;   /* 256: "auto" Retries past this many
+				     * handshakes in progress per worker */
+} gw_doq_conf_t;
+
 /* Limits of REQUIREMENTS.md; times in milliseconds. */
 typedef struct gw_limits_conf {
 	uint32_t handshake_timeout_ms;     /* 5000: TLS handshake */
@@ -60,12 +91,41 @@ typedef struct gw_limits_conf {
 	uint32_t max_conns;                /* 10000 per process */
 	uint32_t max_waiting_per_client;   /* 1000 queries */
 	uint32_t drain_timeout_ms;         /* 5000: SIGTERM deadline */
+	uint32_t doh_idle_timeout_ms;      /* 30000: DoH idle, then GOAWAY */
 } gw_limits_conf_t;
+
+/* How the upstream pool picks a resolver (upstream/select.h). */
+typedef enum gw_up_policy {
+	GW_UP_POLICY_ORDERED,     /* first healthy in list order (default) */
+	GW_UP_POLICY_ROUND_ROBIN, /* weighted round robin */
+	GW_UP_POLICY_RANDOM,      /* weighted random */
+	GW_UP_POLICY_LEAST_OUTSTANDING, /* fewest in flight per weight */
+	GW_UP_POLICY_LOWEST_LATENCY,    /* lowest EWMA of RTT */
+} gw_up_policy_t;
+
+#define GW_CONF_MAX_PIN 64 /* base64 of a SHA-256 is 44 characters */
 
 typedef struct gw_upstream_conf {
 	uint32_t timeout_ms;  /* 2000 per attempt */
 	uint32_t attempts;    /* 3 in all, each on another upstream if any */
 	bool strip_ecs;       /* true: EDNS Client Subnet removed (privacy) */
+	gw_up_policy_t policy;            /* ordered */
+	uint32_t weight[GW_CONF_MAX_UPSTREAM]; /* per server; 0 means 1 */
+	char ca_file[PATH_MAX];  /* TLS upstreams' CA bundle; "" = system's */
+	/* per server: base64 SHA-256 SPKI pin (RFC 7858 4.2), "" = none */
+	char pin[GW_CONF_MAX_UPSTREAM][GW_CONF_MAX_PIN];
+	/* pooled TCP/TLS connections, per worker and upstream; 0 = default */
+	uint32_t max_conns_per_upstream; /* 8 */
+	uint32_t max_inflight_per_conn;  /* 100 */
+	uint32_t max_queries_per_conn;   /* 0: no limit; else recycled */
+	uint32_t idle_timeout_ms;        /* 60000 */
+	/* active health probes; interval 0 = off */
+	uint32_t probe_interval_ms;      /* 0 */
+	char probe_name[GW_CONF_MAX_NAME]; /* "." */
+	uint16_t probe_type;             /* 2 (NS) */
+	uint32_t probe_rise;             /* 2 probes answered -> up */
+	uint32_t probe_fall;             /* 3 failures -> down */
+	uint32_t max_waiting_per_upstream; /* 0 = conns x inflight */
 } gw_upstream_conf_t;
 
 typedef struct gw_conf {
@@ -84,6 +144,8 @@ typedef struct gw_conf {
 	bool query_log;
 	gw_limits_conf_t limits;
 	gw_upstream_conf_t up;
+	gw_doh_conf_t doh;
+	gw_doq_conf_t doq;
 	char config_file[PATH_MAX]; /* the -c file, empty if none */
 } gw_conf_t;
 
@@ -137,6 +199,17 @@ void gw_conf_default_listeners(gw_conf_t *c);
  */
 int gw_conf_parse_addr(const char *s, struct sockaddr_storage *ss,
 		       socklen_t *len, char *err, size_t errlen);
+
+/* Parses "ADDR/BITS" or a bare address (a host prefix). 0 or GW_EINVAL
+ * with a reason in err. */
+int gw_cidr_parse(const char *s, gw_cidr_t *out, char *err, size_t errlen);
+
+/* "auto", "always", "never" -> gw_doq_retry_t, or -1. */
+int gw_doq_retry_parse(const char *s);
+
+/* "ordered", "round-robin", "random", "least-outstanding",
+ * "lowest-latency" -> gw_up_policy_t, or -1. */
+int gw_up_policy_parse(const char *s);
 
 /* The URL scheme of a proto: "dot" or, for upstreams, "tls"; for logs. */
 const char *gw_proto_scheme(gw_proto_t proto, bool upstream);

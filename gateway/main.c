@@ -56,8 +56,8 @@ static void print_version(void)
 	printf("nghttp2 %s\n", nghttp2_version(0)->version_str);
 	printf("libev %d.%d\n", ev_version_major(), ev_version_minor());
 	printf("libcyaml %s\n", cyaml_version_str);
-	printf("transports: dot udp tcp\n");
-	printf("upstreams: udp tcp\n");
+	printf("transports: dot doq doh h2c udp tcp\n");
+	printf("upstreams: udp tcp tls\n");
 }
 
 static const char *proto_name(gw_proto_t p)
@@ -108,6 +108,22 @@ static void print_banner(const gw_conf_t *c, const gw_certs_t *certs)
 			printf("       dig @%s -p %u +tcp example.com\n", host,
 			       port);
 			break;
+		case GW_PROTO_DOQ:
+			printf("       kdig @%s -p %u +quic example.com   (knot 3.4+)\n",
+			       host, port);
+			break;
+		case GW_PROTO_DOH:
+			printf("       kdig @%s -p %u +https example.com\n", host,
+			       port);
+			printf("       curl -k -H 'accept: application/dns-message' "
+			       "'https://%s:%u%s?dns=AAABAAABAAAAAAAAB2V4YW1wbGUDY29tAAABAAE'\n",
+			       host, port, ep->path[0] ? ep->path : "/dns-query");
+			break;
+		case GW_PROTO_H2C:
+			printf("       curl --http2-prior-knowledge -H 'accept: application/dns-message' "
+			       "'http://%s:%u%s?dns=AAABAAABAAAAAAAAB2V4YW1wbGUDY29tAAABAAE'\n",
+			       host, port, ep->path[0] ? ep->path : "/dns-query");
+			break;
 		default:
 			break;
 		}
@@ -121,12 +137,20 @@ static void print_banner(const gw_conf_t *c, const gw_certs_t *certs)
 
 /* ALPN protocols a TLS listener offers, in server preference order; NULL
  * for cleartext listeners. */
-static const char *const *listener_alpn(gw_proto_t proto)
+static const char *const *listener_alpn(const gw_conf_t *c, unsigned i)
 {
 	static const char *const dot[] = {"dot", NULL};
-	switch (proto) {
+	static const char *const doq[] = {"doq", NULL}; /* RFC 9250 4.1.1 */
+	static const char *const doh[] = {"h2", "http/1.1", NULL}; /* RFC 8484 5.2 */
+	/* DoT and DoH on one port: ALPN tells them apart */
+	static const char *const both[] = {"dot", "h2", "http/1.1", NULL};
+	switch (c->listen[i].proto) {
 	case GW_PROTO_DOT:
-		return dot;
+		return gw_conf_shared_port(c, i) >= 0 ? both : dot;
+	case GW_PROTO_DOH:
+		return gw_conf_shared_port(c, i) >= 0 ? both : doh;
+	case GW_PROTO_DOQ:
+		return doq;
 	default:
 		return NULL;
 	}
@@ -149,12 +173,12 @@ static int load_certs(const gw_conf_t *c, gw_certs_t **certs, char *err,
 		      size_t errlen)
 {
 	for (unsigned i = 0; i < c->n_listen; i++) {
-		const char *const *alpn = listener_alpn(c->listen[i].proto);
+		const char *const *alpn = listener_alpn(c, i);
 		certs[i] = NULL;
 		if (!alpn)
 			continue;
 		for (unsigned j = 0; j < i && !certs[i]; j++)
-			if (certs[j] && listener_alpn(c->listen[j].proto) == alpn)
+			if (certs[j] && listener_alpn(c, j) == alpn)
 				certs[i] = gw_certs_ref(certs[j]);
 		if (certs[i])
 			continue;
@@ -163,6 +187,10 @@ static int load_certs(const gw_conf_t *c, gw_certs_t **certs, char *err,
 						   alpn, err, errlen)
 				   : gw_certs_selfsigned(alpn, err, errlen);
 		if (!certs[i])
+			return -1;
+		/* DoQ: the same certificate in a TLS 1.3 QUIC context */
+		if (c->listen[i].proto == GW_PROTO_DOQ &&
+		    gw_certs_enable_quic(certs[i], err, errlen) < 0)
 			return -1;
 	}
 	/* -t with --cert but no TLS listener still checks the pair */

@@ -58,7 +58,8 @@ static void deliver(gw_query_t *q, const uint8_t *msg, size_t len)
 		.max_len = 0,
 	};
 	/* RFC 7828 3.3.2: answer keepalive on streams when the client asked */
-	if (q->stream && q->msg.has_keepalive)
+	if (q->stream && q->msg.has_keepalive &&
+	    q->transport != GW_PROTO_DOH)
 		o.keepalive_100ms =
 			(int)(w->conf->limits.idle_timeout_ms / 100);
 	if (!q->stream)

@@ -13,6 +13,7 @@
 #include "gateway/error.h"
 #include "gateway/log.h"
 #include "transports/do53.h"
+#include "transports/doh.h"
 #include "transports/doq.h"
 #include "transports/stream.h"
 
@@ -71,11 +72,32 @@ static const gw_listener_ops_t *listener_ops(gw_proto_t proto)
 	case GW_PROTO_TCP:
 	case GW_PROTO_DOT:
 		return &gw_stream_listener_ops;
+	case GW_PROTO_DOH:
+	case GW_PROTO_H2C:
+		return &gw_doh_listener_ops;
 	case GW_PROTO_DOQ:
 		return &gw_doq_listener_ops;
 	default:
 		return NULL;
 	}
+}
+
+static bool same_address(const gw_endpoint_t *a, const gw_endpoint_t *b)
+{
+	return a->addrlen == b->addrlen && a->addrlen > 0 &&
+	       memcmp(&a->addr, &b->addr, a->addrlen) == 0;
+}
+
+int gw_conf_shared_port(const gw_conf_t *c, unsigned i)
+{
+	gw_proto_t other = c->listen[i].proto == GW_PROTO_DOT   ? GW_PROTO_DOH
+			   : c->listen[i].proto == GW_PROTO_DOH ? GW_PROTO_DOT
+								: (gw_proto_t)-1;
+	for (unsigned j = 0; j < c->n_listen; j++)
+		if (c->listen[j].proto == other &&
+		    same_address(&c->listen[i], &c->listen[j]))
+			return (int)j;
+	return -1;
 }
 
 int gw_worker_init(gw_worker_t *w, unsigned id, const gw_conf_t *conf,
@@ -112,8 +134,11 @@ int gw_worker_init(gw_worker_t *w, unsigned id, const gw_conf_t *conf,
 				 ep->url);
 			return GW_ECONFIG;
 		}
-		int fd = bind_listener(ep, err, errlen);
-		if (fd < 0)
+		/* the DoT listener of a shared port owns the socket */
+		bool shared = ep->proto == GW_PROTO_DOH &&
+			      gw_conf_shared_port(conf, i) >= 0;
+		int fd = shared ? -1 : bind_listener(ep, err, errlen);
+		if (fd < 0 && !shared)
 			return fd;
 		gw_listener_t *l = &w->listeners[w->n_listeners++];
 		l->worker = w;
@@ -122,11 +147,75 @@ int gw_worker_init(gw_worker_t *w, unsigned id, const gw_conf_t *conf,
 		l->certs = certs[i];
 		l->fd = fd;
 	}
+	for (unsigned i = 0; i < w->n_listeners; i++) {
+		gw_listener_t *l = &w->listeners[i];
+		int j = l->ep->proto == GW_PROTO_DOT ? gw_conf_shared_port(conf, i)
+						     : -1;
+		if (j >= 0)
+			l->shared_doh = &w->listeners[j];
+	}
 	return 0;
 }
 
 /* Polled while draining: answers from upstreams finish queries at any time,
  * and this keeps the exit condition in one place. */
+#define ACCEPT_BATCH 64
+
+static void on_accept_resume(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	gw_listener_t *l = t->data;
+	l->paused = false;
+	if (!l->worker->draining && l->fd >= 0)
+		ev_io_start(loop, &l->io);
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
+{
+	gw_listener_t *l = io->data;
+	gw_worker_t *w = l->worker;
+
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		struct sockaddr_storage addr;
+		socklen_t alen = sizeof(addr);
+		int fd = accept4(l->fd, (struct sockaddr *)&addr, &alen,
+				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM) {
+				/* Out of descriptors: back off instead of
+				 * spinning on a readable listener. */
+				gw_log(GW_LOG_WARN, "worker",
+				       "accept failed, backing off", "url",
+				       l->ep->url, "error", strerror(errno),
+				       NULL);
+				ev_io_stop(loop, &l->io);
+				l->paused = true;
+				ev_timer_set(&l->resume, 0.1, 0);
+				ev_timer_start(loop, &l->resume);
+			}
+			return;
+		}
+		if (!gw_connlimit_acquire(w->connlimit,
+					  (struct sockaddr *)&addr)) {
+			gw_log(GW_LOG_DEBUG, "worker", "connection cap reached",
+			       "url", l->ep->url, NULL);
+			close(fd);
+			continue;
+		}
+		l->on_conn(l, fd, &addr, alen);
+	}
+}
+
+void gw_listener_accept_start(gw_listener_t *l, gw_accept_cb on_conn)
+{
+	l->on_conn = on_conn;
+	ev_io_init(&l->io, on_accept, l->fd, EV_READ);
+	l->io.data = l;
+	ev_init(&l->resume, on_accept_resume);
+	l->resume.data = l;
+	ev_io_start(l->worker->loop, &l->io);
+}
+
 static void on_drain_tick(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	gw_worker_t *w = t->data;
@@ -176,6 +265,8 @@ static void start_drain(gw_worker_t *w)
 		gw_listener_t *l = &w->listeners[i];
 		if (l->ep->proto == GW_PROTO_UDP || l->ep->proto == GW_PROTO_DOQ)
 			continue;
+		if (l->fd < 0)
+			continue;
 		ev_io_stop(w->loop, &l->io);
 		ev_timer_stop(w->loop, &l->resume);
 		close(l->fd);
@@ -201,6 +292,8 @@ static void *worker_main(void *arg)
 	gw_worker_t *w = arg;
 	for (unsigned i = 0; i < w->n_listeners; i++) {
 		gw_listener_t *l = &w->listeners[i];
+		if (l->fd < 0)
+			continue; /* served through a shared port */
 		int r = l->ops->start(l);
 		if (r < 0)
 			gw_log(GW_LOG_ERROR, "worker", "listener failed", "url",

@@ -24,6 +24,12 @@
 typedef struct gw_listener gw_listener_t;
 typedef struct gw_worker gw_worker_t;
 
+/* A stream front-end's handler for one admitted connection: it owns fd and
+ * the connection-limit slot of addr from then on (release both on failure).
+ */
+typedef void (*gw_accept_cb)(gw_listener_t *l, int fd,
+			     struct sockaddr_storage *addr, socklen_t addrlen);
+
 /* What a front-end provides to the worker for its listeners. */
 typedef struct gw_listener_ops {
 	/* Starts serving a bound socket (stream sockets already listen). */
@@ -40,10 +46,15 @@ struct gw_listener {
 	const gw_endpoint_t *ep;
 	const gw_listener_ops_t *ops;
 	gw_certs_t *certs; /* TLS context for this listener, or NULL */
+	/* A dot:// listener whose port also serves DoH: the doh:// listener of
+	 * the same address, which has no socket of its own (fd -1) and takes
+	 * the connections whose ALPN is h2 or http/1.1. */
+	gw_listener_t *shared_doh;
 	int fd;
 	ev_io io;
-	bool paused; /* accept backed off (fd exhaustion, caps) */
+	bool paused; /* accept backed off (fd exhaustion) */
 	ev_timer resume;
+	gw_accept_cb on_conn;
 };
 
 struct gw_worker {
@@ -86,6 +97,18 @@ double gw_clock_monotonic(void);
 int gw_worker_init(gw_worker_t *w, unsigned id, const gw_conf_t *conf,
 		   gw_certs_t *const *certs, gw_connlimit_t *cl, char *err,
 		   size_t errlen);
+/* For a dot:// or doh:// listener i, the index of a doh:// or dot://
+ * listener on the same address and port (one TLS port serving both), or -1.
+ */
+int gw_conf_shared_port(const gw_conf_t *c, unsigned i);
+
+/*
+ * Starts accepting on a stream listener: batches of accept4(), the
+ * per-client and global connection caps applied before on_conn is called,
+ * and a 100 ms back-off instead of a busy loop when descriptors run out.
+ */
+void gw_listener_accept_start(gw_listener_t *l, gw_accept_cb on_conn);
+
 /* Starts the thread running the loop. */
 int gw_worker_start(gw_worker_t *w);
 /* From any thread: stop accepting, finish in-flight work, then exit loop. */

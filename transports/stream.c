@@ -23,6 +23,7 @@
 #include "gateway/error.h"
 #include "gateway/log.h"
 #include "gateway/query.h"
+#include "transports/doh.h"
 #include "transports/frame.h"
 #include "transports/tls.h"
 
@@ -30,7 +31,6 @@
 #define IN_MAX (2 + 65535 + READ_CHUNK)
 #define OUT_MAX (256 * 1024)  /* past this the client is not reading: close */
 #define OUT_HIGH (64 * 1024)  /* above this stop taking new queries */
-#define ACCEPT_BATCH 64
 
 typedef struct gw_stream_conn {
 	gw_worker_t *w;
@@ -235,6 +235,36 @@ static void conn_process(gw_stream_conn_t *c)
 		gw_buf_shrink(&c->in);
 }
 
+static bool is_http_alpn(const char *alpn)
+{
+	return strcmp(alpn, "h2") == 0 || strcmp(alpn, "http/1.1") == 0;
+}
+
+/* DoT and DoH on one port: the handshake chose HTTP, so the connection (its
+ * socket, TLS state, connection-limit slot and the plaintext read so far)
+ * moves to transports/doh.c and this object goes away. Called from on_read
+ * only, which returns at once. */
+static void conn_hand_to_doh(gw_stream_conn_t *c, const uint8_t *data,
+			     size_t len)
+{
+	gw_worker_t *w = c->w;
+	ev_io_stop(w->loop, &c->rio);
+	ev_io_stop(w->loop, &c->wio);
+	ev_timer_stop(w->loop, &c->timer);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	w->n_conns--;
+	gw_doh_adopt(c->l->shared_doh, c->fd, &c->addr, c->addrlen, c->tls,
+		     data, len);
+	gw_buf_deinit(&c->in);
+	gw_buf_deinit(&c->out);
+	free(c);
+}
+
 /* Reads from the socket into c->in (through TLS when present).
  * Returns false when the connection is done for. */
 static bool conn_read(gw_stream_conn_t *c)
@@ -272,6 +302,11 @@ static bool conn_read(gw_stream_conn_t *c)
 			gw_log(GW_LOG_DEBUG, "dot", "handshake done", "alpn",
 			       gw_tls_alpn(c->tls), "version",
 			       gw_tls_version(c->tls), NULL);
+			if (c->l->shared_doh && is_http_alpn(gw_tls_alpn(c->tls))) {
+				conn_hand_to_doh(c, gw_buf_tail(&c->in),
+						 r > 0 ? (size_t)r : 0);
+				return false;
+			}
 		}
 		if (r > 0) {
 			c->in.len += (size_t)r;
@@ -457,56 +492,9 @@ fail:
 	close(fd);
 }
 
-static void on_resume(struct ev_loop *loop, ev_timer *t, int revents)
-{
-	gw_listener_t *l = t->data;
-	l->paused = false;
-	if (!l->worker->draining)
-		ev_io_start(loop, &l->io);
-}
-
-static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
-{
-	gw_listener_t *l = io->data;
-	gw_worker_t *w = l->worker;
-
-	for (int i = 0; i < ACCEPT_BATCH; i++) {
-		struct sockaddr_storage addr;
-		socklen_t alen = sizeof(addr);
-		int fd = accept4(l->fd, (struct sockaddr *)&addr, &alen,
-				 SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE ||
-			    errno == ENOBUFS || errno == ENOMEM) {
-				/* Out of descriptors: back off instead of
-				 * spinning on a readable listener. */
-				gw_log(GW_LOG_WARN, "stream",
-				       "accept failed, backing off", "error",
-				       strerror(errno), NULL);
-				ev_io_stop(loop, &l->io);
-				l->paused = true;
-				ev_timer_set(&l->resume, 0.1, 0);
-				ev_timer_start(loop, &l->resume);
-			}
-			return;
-		}
-		if (!gw_connlimit_acquire(w->connlimit, (struct sockaddr *)&addr)) {
-			gw_log(GW_LOG_DEBUG, "stream", "connection cap reached",
-			       NULL);
-			close(fd);
-			continue;
-		}
-		conn_new(l, fd, &addr, alen);
-	}
-}
-
 static int stream_listener_start(gw_listener_t *l)
 {
-	ev_io_init(&l->io, on_accept, l->fd, EV_READ);
-	l->io.data = l;
-	ev_init(&l->resume, on_resume);
-	l->resume.data = l;
-	ev_io_start(l->worker->loop, &l->io);
+	gw_listener_accept_start(l, conn_new);
 	return 0;
 }
 

@@ -267,6 +267,26 @@ static void test_certs_bad_alpn_list(void **state)
 	assert_string_equal(err, "invalid ALPN list");
 }
 
+/* DoQ: the same certificate, made QUIC-capable (TLS 1.3 only). */
+static void test_certs_enable_quic(void **state)
+{
+	(void)state;
+	char err[256] = "";
+	static const char *const doq_alpn[] = { "doq", NULL };
+	gw_certs_t *c = gw_certs_selfsigned(doq_alpn, err, sizeof(err));
+	assert_non_null(c);
+	assert_false(gw_certs_is_quic(c));
+	assert_int_equal(gw_certs_enable_quic(c, err, sizeof(err)), 0);
+	assert_true(gw_certs_is_quic(c));
+	/* idempotent */
+	assert_int_equal(gw_certs_enable_quic(c, err, sizeof(err)), 0);
+	WOLFSSL *ssl = wolfSSL_new(gw_certs_ctx(c));
+	assert_non_null(ssl);
+	assert_int_equal(wolfSSL_is_quic(ssl), 1);
+	wolfSSL_free(ssl);
+	gw_certs_unref(c);
+}
+
 static void test_certs_generate_rejects_bad_dates(void **state)
 {
 	(void)state;
@@ -293,6 +313,7 @@ int main(void)
 		cmocka_unit_test(test_certs_selfsigned),
 		cmocka_unit_test(test_certs_bad_alpn_list),
 		cmocka_unit_test(test_certs_generate_rejects_bad_dates),
+		cmocka_unit_test(test_certs_enable_quic),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -249,6 +249,38 @@ static void test_config_example_is_defaults(void **state)
 	assert_string_equal(conf.listen[0].url, "dot://127.0.0.1:8853");
 }
 
+/* DoQ keys (transports/doq.c): defaults, values, ranges, bad mode. */
+static void test_config_doq(void **state)
+{
+	char path[64];
+	(void)state;
+	assert_int_equal(build_yaml(path, "upstream: {servers: [udp://127.0.0.1]}\n"), 0);
+	assert_int_equal(conf.doq.retry, GW_DOQ_RETRY_AUTO);
+	assert_int_equal(conf.doq.max_streams, 16);
+	assert_int_equal(conf.doq.idle_timeout_ms, 30000);
+	assert_int_equal(conf.doq.stream_timeout_ms, 10000);
+	assert_int_equal(conf.doq.retry_threshold, 256);
+	assert_int_equal(build_yaml(path,
+		"upstream: {servers: [udp://127.0.0.1]}\n"
+		"doq: {retry: always, idle_timeout_ms: 7000, max_streams: 8,\n"
+		"      stream_timeout_ms: 900, retry_threshold: 0}\n"), 0);
+	assert_int_equal(conf.doq.retry, GW_DOQ_RETRY_ALWAYS);
+	assert_int_equal(conf.doq.idle_timeout_ms, 7000);
+	assert_int_equal(conf.doq.max_streams, 8);
+	assert_int_equal(conf.doq.stream_timeout_ms, 900);
+	assert_int_equal(conf.doq.retry_threshold, 0);
+	assert_int_equal(build_yaml(path, "doq: {retry: never}\n"), 0);
+	assert_int_equal(conf.doq.retry, GW_DOQ_RETRY_NEVER);
+	assert_int_equal(build_yaml(path, "doq:\n  retry: sometimes\n"),
+			 GW_ECONFIG);
+	assert_pos(path, 2, 10, "unknown mode 'sometimes'");
+	assert_int_equal(build_yaml(path, "doq:\n  max_streams: 0\n"),
+			 GW_ECONFIG);
+	assert_err_has("out of range");
+	assert_int_equal(gw_doq_retry_parse("auto"), GW_DOQ_RETRY_AUTO);
+	assert_int_equal(gw_doq_retry_parse("x"), -1);
+}
+
 static void test_config_file_empty_and_minimal(void **state)
 {
 	char path[64], p2[PATH_MAX];
@@ -1041,10 +1073,105 @@ static void test_config_log_levels(void **state)
 	gw_log_setup(GW_LOG_INFO, 0);
 }
 
+/* ------------------------------------------------- upstream pool keys */
+
+static void test_config_upstream_pool_keys(void **state)
+{
+	char path[64];
+	(void)state;
+	gw_conf_defaults(&conf);
+	assert_int_equal(conf.up.policy, GW_UP_POLICY_ORDERED);
+	assert_int_equal(conf.up.max_conns_per_upstream, 8);
+	assert_int_equal(conf.up.max_inflight_per_conn, 100);
+	assert_int_equal(conf.up.idle_timeout_ms, 60000);
+	assert_int_equal(conf.up.max_queries_per_conn, 0);
+	assert_string_equal(conf.up.ca_file, "");
+	assert_string_equal(conf.up.probe_name, ".");
+	assert_int_equal(conf.up.probe_type, 2);
+	assert_int_equal(conf.up.probe_interval_ms, 0);
+
+	assert_int_equal(
+		build_yaml(path,
+			   "upstream:\n"
+			   "  servers: [\"tls://127.0.0.1:853#dns.example\",\n"
+			   "            \"udp://127.0.0.1:53\"]\n"
+			   "  policy: lowest-latency\n"
+			   "  ca_file: /tmp/ca.pem\n"
+			   "  weights: [3, 1]\n"
+			   "  pins: [\"dns.example=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"]\n"
+			   "  max_conns_per_upstream: 2\n"
+			   "  max_inflight_per_conn: 50\n"
+			   "  max_queries_per_conn: 1000\n"
+			   "  idle_timeout_ms: 5000\n"
+			   "  max_waiting_per_upstream: 700\n"
+			   "  probe: {name: example.com, type: AAAA, "
+			   "interval_ms: 1000, rise: 1, fall: 2}\n"),
+		0);
+	assert_int_equal(conf.up.policy, GW_UP_POLICY_LOWEST_LATENCY);
+	assert_string_equal(conf.up.ca_file, "/tmp/ca.pem");
+	assert_int_equal(conf.up.weight[0], 3);
+	assert_int_equal(conf.up.weight[1], 1);
+	assert_string_equal(conf.up.pin[0],
+			    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+	assert_string_equal(conf.up.pin[1], "");
+	assert_int_equal(conf.up.max_conns_per_upstream, 2);
+	assert_int_equal(conf.up.max_inflight_per_conn, 50);
+	assert_int_equal(conf.up.max_queries_per_conn, 1000);
+	assert_int_equal(conf.up.idle_timeout_ms, 5000);
+	assert_int_equal(conf.up.max_waiting_per_upstream, 700);
+	assert_string_equal(conf.up.probe_name, "example.com");
+	assert_int_equal(conf.up.probe_type, 28);
+	assert_int_equal(conf.up.probe_interval_ms, 1000);
+	assert_int_equal(conf.up.probe_rise, 1);
+	assert_int_equal(conf.up.probe_fall, 2);
+
+	assert_int_equal(build_yaml(path, "upstream: {policy: fastest}\n"),
+			 GW_ECONFIG);
+	assert_pos(path, 1, 20, "unknown policy 'fastest'");
+	assert_int_equal(build_yaml(path, "upstream:\n"
+					  "  max_inflight_per_conn: 0\n"),
+			 GW_ECONFIG);
+	assert_pos(path, 2, 26, "out of range (1..65535)");
+	assert_int_equal(build_yaml(path, "upstream:\n"
+					  "  probe: {type: BOGUS}\n"),
+			 GW_ECONFIG);
+	assert_err_has("unknown type 'BOGUS'");
+	assert_int_equal(build_yaml(path, "upstream:\n"
+					  "  servers: [\"udp://127.0.0.1\"]\n"
+					  "  pins: [\"x.example=short\"]\n"),
+			 GW_ECONFIG);
+	assert_err_has("expected NAME=PIN");
+	assert_int_equal(
+		build_yaml(path,
+			   "upstream:\n"
+			   "  servers: [\"udp://127.0.0.1\"]\n"
+			   "  pins: [\"x.example=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"]\n"),
+		GW_ECONFIG);
+	assert_err_has("no tls:// server has the name 'x.example'");
+	assert_int_equal(build_yaml(path, "upstream: {weights: [0]}\n"),
+			 GW_ECONFIG);
+	assert_err_has("upstream.weights[0]");
+
+	/* --ca-file beats the file */
+	write_tmp(path, "upstream: {ca_file: /from/file.pem}\n");
+	const char *args[] = { "-c", path, "--ca-file", "/from/flag.pem", NULL };
+	assert_int_equal(build(args, NULL), 0);
+	unlink(path);
+	assert_string_equal(conf.up.ca_file, "/from/flag.pem");
+
+	assert_int_equal(gw_up_policy_parse("round-robin"),
+			 GW_UP_POLICY_ROUND_ROBIN);
+	assert_int_equal(gw_up_policy_parse("random"), GW_UP_POLICY_RANDOM);
+	assert_int_equal(gw_up_policy_parse("least-outstanding"),
+			 GW_UP_POLICY_LEAST_OUTSTANDING);
+	assert_int_equal(gw_up_policy_parse("Ordered"), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_config_defaults),
+		cmocka_unit_test(test_config_doq),
 		cmocka_unit_test(test_config_zero_config),
 		cmocka_unit_test(test_config_file_all_keys),
 		cmocka_unit_test(test_config_example_is_defaults),
@@ -1071,6 +1198,7 @@ int main(void)
 		cmocka_unit_test(test_config_log_json),
 		cmocka_unit_test(test_config_log_truncates_cleanly),
 		cmocka_unit_test(test_config_log_levels),
+		cmocka_unit_test(test_config_upstream_pool_keys),
 	};
 	return cmocka_run_group_tests(tests, setup_all, teardown_all);
 }

@@ -1,0 +1,281 @@
+#!/bin/bash
+# bench/doh.sh - DNS-over-HTTPS (HTTP/2), dnsgw side by side with dnsdist,
+# same run, same method as bench/dot.sh (read bench/README.md).
+#
+#   bench/doh.sh                      the whole bench (about 2-3 minutes)
+#   BENCH_PEERS=dnsgw bench/doh.sh    one peer only
+#
+# Not a test: no pass/fail. dnsperf -m doh (HTTP/2, POST by default) for a
+# cache-miss load and a many-connections load, then resident memory per
+# idle DoH connection (TLS + HTTP/2 preface and SETTINGS exchanged). Raw
+# output goes to bench/out/<timestamp>-doh/. Everything runs on 127.0.0.1.
+#
+# Environment (defaults in brackets):
+#   DNSGW              dnsgw binary [build/dnsgw]
+#   BENCH_PEERS        peers to run ["dnsgw dnsdist"]
+#   BENCH_ROUNDS       rounds, peers interleaved [2]
+#   BENCH_SERVER_CPU   core of the server under test [0]
+#   BENCH_CLIENT_CPU   core of dnsperf, the upstream and the probes [1]
+#   BENCH_DOH_METHOD   GET or POST [POST]
+#   BENCH_MISS_SECS    cache-miss load duration [15]
+#   BENCH_MISS_CONNS   cache-miss load connections [20]
+#   BENCH_MISS_OUTSTANDING  queries in flight, all connections [500]
+#   BENCH_CONNS        many-connections load connections [200]
+#   BENCH_CONNS_QPS    many-connections load total rate [2000]
+#   BENCH_CONNS_SECS   many-connections load duration [15]
+#   BENCH_IDLE_CONNS   idle connections for the memory figure [1000]
+#   BENCH_QUERIES      unique names in the query file [500000]
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+DNSGW=${DNSGW:-$ROOT/build/dnsgw}
+PEERS=${BENCH_PEERS:-dnsgw dnsdist}
+ROUNDS=${BENCH_ROUNDS:-2}
+SCPU=${BENCH_SERVER_CPU:-0}
+CCPU=${BENCH_CLIENT_CPU:-1}
+METHOD=${BENCH_DOH_METHOD:-POST}
+MISS_SECS=${BENCH_MISS_SECS:-15}
+MISS_CONNS=${BENCH_MISS_CONNS:-20}
+MISS_OUT=${BENCH_MISS_OUTSTANDING:-500}
+CONNS=${BENCH_CONNS:-200}
+CONNS_QPS=${BENCH_CONNS_QPS:-2000}
+CONNS_SECS=${BENCH_CONNS_SECS:-15}
+IDLE_CONNS=${BENCH_IDLE_CONNS:-1000}
+NQUERIES=${BENCH_QUERIES:-500000}
+PY=/usr/bin/python3
+tool() { "$PY" "$HERE/benchtool.py" "$@"; }
+
+say() { printf 'bench: %s\n' "$*"; }
+die() { printf 'bench: FAILED: %s\n' "$*" >&2; exit 1; }
+
+for t in dnsperf taskset openssl cc; do
+	command -v "$t" >/dev/null || die "$t missing (run ./deps.sh --bench)"
+done
+case " $PEERS " in *" dnsdist "*)
+	command -v dnsdist >/dev/null || die "dnsdist missing (run ./deps.sh --bench)";;
+esac
+case " $PEERS " in *" dnsgw "*)
+	[ -x "$DNSGW" ] || die "$DNSGW not built (cmake --build build, or set DNSGW)";;
+esac
+
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+[ "$(ulimit -n)" -ge $((IDLE_CONNS + 200)) ] ||
+	die "ulimit -n $(ulimit -n) is below $((IDLE_CONNS + 200))"
+
+TMP=$(mktemp -d /tmp/dnsgw-bench.XXXXXX)
+OUT=$HERE/out/$(date +%Y%m%d-%H%M%S)-doh
+mkdir -p "$OUT"
+PIDS=()
+
+stop_pid() {
+	local pid=$1
+	kill -TERM "$pid" 2>/dev/null || return 0
+	for _ in $(seq 50); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+	local p
+	for p in "${PIDS[@]}"; do
+		stop_pid "$p"
+	done
+	rm -rf "$TMP" # private keys never leave the temporary directory
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ------------------------------------------------------------------ fixtures
+read -r UP_PORT DOH_PORT PLAIN_PORT <<<"$(tool ports 3)"
+CERT=$TMP/cert.pem
+KEY=$TMP/key.pem
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+	-keyout "$KEY" -out "$CERT" -days 2 -subj /CN=bench.test \
+	-addext subjectAltName=DNS:bench.test,IP:127.0.0.1 2>/dev/null ||
+	die "openssl could not make a certificate"
+
+cc -O2 -Wall -Wextra -o "$TMP/responder" "$HERE/responder.c" ||
+	die "responder did not compile"
+say "query file: $NQUERIES unique names"
+tool queries "$TMP/queries.txt" "$NQUERIES"
+
+taskset -c "$CCPU" "$TMP/responder" "$UP_PORT" &
+PIDS+=($!)
+UP_PID=$!
+
+cat >"$TMP/dnsgw.yaml" <<EOF
+# bench: idle connections must outlive the memory measurement, and every
+# connection comes from 127.0.0.1.
+limits:
+  doh_idle_timeout_ms: 60000
+  max_conns_per_client: 5000
+  max_inflight_per_conn: 100
+EOF
+
+cat >"$TMP/dnsdist.conf" <<EOF
+-- bench: the equivalent of dnsgw --threads 1 with the same limits.
+setSecurityPollSuffix("")
+setLocal("127.0.0.1:$PLAIN_PORT")
+addDOHLocal("127.0.0.1:$DOH_PORT", "$CERT", "$KEY", "/dns-query",
+	{idleTimeout=60, sendCacheControlHeaders=true})
+newServer({address="127.0.0.1:$UP_PORT"})
+setACL({"127.0.0.0/8"})
+setMaxTCPConnectionsPerClient(0)
+-- No packet cache: every query goes upstream. No console, no web server.
+EOF
+cp "$TMP/dnsgw.yaml" "$TMP/dnsdist.conf" "$OUT/"
+
+# Idle DoH connections: TLS with ALPN h2, client preface + SETTINGS, the
+# server's SETTINGS read; then held while the server's RSS is sampled.
+cat >"$TMP/idle.py" <<'EOF'
+import json, os, resource, socket, ssl, sys, time
+port, pid, n, out, label = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+def rss():
+    for l in open('/proc/%d/status' % pid):
+        if l.startswith('VmRSS:'):
+            return int(l.split()[1])
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+ctx.set_alpn_protocols(['h2'])
+def conn():
+    s = ctx.wrap_socket(socket.create_connection(('127.0.0.1', port), timeout=5))
+    s.sendall(b'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n' + b'\x00\x00\x00\x04\x00\x00\x00\x00\x00')
+    s.recv(4096)
+    return s
+conn().close()
+time.sleep(1.0)
+before = rss()
+conns = []
+for _ in range(n):
+    try:
+        conns.append(conn())
+    except OSError:
+        pass
+time.sleep(2.0)
+after = rss()
+alive = 0
+for s in conns:
+    try:
+        s.setblocking(False)
+        d = s.recv(1)
+        alive += 0 if d == b'' else 1
+    except ssl.SSLWantReadError:
+        alive += 1
+    except OSError:
+        pass
+r = {'rss_before_kib': before, 'rss_after_kib': after, 'alive': alive,
+     'kib_per_conn': (after - before) / max(1, len(conns))}
+json.dump(r, open(out, 'w'))
+print('%s: %d idle DoH conns, %.2f KiB each' % (label, alive, r['kib_per_conn']))
+EOF
+
+SERVER_PID=
+start_server() {
+	local peer=$1 log=$2
+	case $peer in
+	dnsgw)
+		taskset -c "$SCPU" "$DNSGW" -c "$TMP/dnsgw.yaml" --threads 1 \
+			--listen "doh://127.0.0.1:$DOH_PORT" \
+			--upstream "udp://127.0.0.1:$UP_PORT" \
+			--cert "$CERT" --key "$KEY" --log-level warn \
+			>"$log" 2>&1 &
+		;;
+	dnsdist)
+		taskset -c "$SCPU" dnsdist --supervised --disable-syslog \
+			-C "$TMP/dnsdist.conf" >"$log" 2>&1 &
+		;;
+	esac
+	SERVER_PID=$!
+	PIDS+=("$SERVER_PID")
+	for _ in $(seq 150); do
+		if curl -sk --http2 -o /dev/null --max-time 1 \
+			"https://127.0.0.1:$DOH_PORT/dns-query?dns=AAABAAABAAAAAAAAB2V4YW1wbGUDY29tAAABAAE"; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	cat "$log" >&2
+	die "$peer did not start"
+}
+
+stop_server() {
+	local p keep=()
+	stop_pid "$SERVER_PID"
+	for p in "${PIDS[@]}"; do
+		[ "$p" = "$SERVER_PID" ] || keep+=("$p")
+	done
+	PIDS=("${keep[@]}")
+	SERVER_PID=
+}
+
+client() {
+	local p rc=0 q keep=()
+	"$@" &
+	p=$!
+	PIDS+=("$p")
+	wait "$p" || rc=$?
+	for q in "${PIDS[@]}"; do
+		[ "$q" = "$p" ] || keep+=("$q")
+	done
+	PIDS=("${keep[@]}")
+	return "$rc"
+}
+
+perf() { # LABEL FILE dnsperf-args...
+	local label=$1 file=$2
+	shift 2
+	client taskset -c "$CCPU" dnsperf -m doh -s 127.0.0.1 -p "$DOH_PORT" \
+		-O "doh-uri=https://127.0.0.1:$DOH_PORT/dns-query" \
+		-O "doh-method=$METHOD" \
+		-d "$TMP/queries.txt" -v "$@" >"$file" 2>&1 ||
+		say "warning: dnsperf exited non-zero for $label"
+}
+
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+{
+	echo "{\"rounds\": $ROUNDS, \"idle_conns\": $IDLE_CONNS,"
+	echo " \"miss_desc\": \"DoH $METHOD cache-miss $MISS_CONNS conns\","
+	echo " \"conns_desc\": \"DoH $METHOD $CONNS conns @ $CONNS_QPS qps\","
+	echo " \"dnsdist\": \"$(dnsdist --version 2>/dev/null | head -1)\","
+	echo " \"loadavg_start\": \"$LOAD0\"}"
+} >"$OUT/meta.json"
+
+say "ports: upstream $UP_PORT, DoH $DOH_PORT; server on CPU $SCPU," \
+	"dnsperf + upstream on CPU $CCPU; load average $LOAD0"
+say "raw output: $OUT"
+
+for r in $(seq "$ROUNDS"); do
+	for peer in $PEERS; do
+		say "round $r/$ROUNDS: $peer"
+		start_server "$peer" "$OUT/$peer.server.r$r.log"
+		perf warmup "$OUT/$peer.warmup.r$r.txt" -l 2 -c "$MISS_CONNS" -q 100
+		perf miss "$OUT/$peer.miss.r$r.txt" -l "$MISS_SECS" \
+			-c "$MISS_CONNS" -q "$MISS_OUT"
+		tool dnsperf "$OUT/$peer.miss.r$r.txt" \
+			"$OUT/$peer.miss.r$r.json" "  $peer cache-miss"
+		perf conns "$OUT/$peer.conns.r$r.txt" -l "$CONNS_SECS" \
+			-c "$CONNS" -Q "$CONNS_QPS" -q "$MISS_OUT"
+		tool dnsperf "$OUT/$peer.conns.r$r.txt" \
+			"$OUT/$peer.conns.r$r.json" "  $peer $CONNS conns"
+		stop_server
+		start_server "$peer" "$OUT/$peer.server-idle.r$r.log"
+		client taskset -c "$CCPU" "$PY" "$TMP/idle.py" "$DOH_PORT" \
+			"$SERVER_PID" "$IDLE_CONNS" "$OUT/$peer.idle.r$r.json" \
+			"  $peer" || say "warning: idle probe failed for $peer"
+		stop_server
+	done
+done
+
+kill -0 "$UP_PID" 2>/dev/null || say "warning: the upstream responder died"
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >"$OUT/loadavg_end"
+echo
+echo "DoH (HTTP/2 $METHOD), dnsgw vs dnsdist ($(dnsdist --version 2>/dev/null | head -1 | cut -d' ' -f1-2)), $(nproc) CPUs, load average $LOAD0 at start, $(cut -d' ' -f1-3 /proc/loadavg) at end"
+echo "(the table's 'idle DoT conn' row is the idle DoH connection here)"
+tool table "$OUT"
