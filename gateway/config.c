@@ -38,6 +38,8 @@
 
 static const char *const default_listeners[] = {
 	"dot://127.0.0.1:8853",
+	"doh://127.0.0.1:8443/dns-query",
+	"doq://127.0.0.1:8853",
 	"udp://127.0.0.1:8053",
 	"tcp://127.0.0.1:8053",
 };
@@ -2382,7 +2384,8 @@ void gw_conf_usage(FILE *out)
 "        --cert /etc/dnsgw/cert.pem --key /etc/dnsgw/key.pem \\\n"
 "        --upstream udp://127.0.0.1:53\n"
 "\n"
-"Without a configured listener: dot://127.0.0.1:8853, udp://127.0.0.1:8053\n"
+"Without a configured listener: dot://127.0.0.1:8853,\n"
+"doh://127.0.0.1:8443/dns-query, doq://127.0.0.1:8853, udp://127.0.0.1:8053\n"
 "and tcp://127.0.0.1:8053. See dnsgw.example.yaml for every setting.\n",
 	      out);
 }

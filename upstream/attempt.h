@@ -10,10 +10,12 @@
  * (or nothing, and the pool's timer ends the attempt). After reporting, the
  * module must not touch uq: the pool may have freed it.
  *
- * Seam for the pooled, pipelined TCP/TLS manager (a later issue): today
- * gw_up_tcp_start() opens one connection per attempt; a shared connection will
- * keep its own gw_up_ids_t and a map ID -> gw_up_query_t, and report through
- * the same three functions.
+ * Stream protocols (tcp://, tls://, and the TCP leg of a truncated UDP
+ * answer) go through the pooled connection manager in tcp.c: per worker and
+ * upstream a bounded set of pipelined connections, each with its own table of
+ * IDs in flight (pending.h). gw_up_tcp_start() queues the query on a
+ * connection; when that connection dies under it the manager calls
+ * gw_up_attempt_reissue() instead of gw_up_attempt_error().
  */
 #ifndef GW_UP_ATTEMPT_H
 #define GW_UP_ATTEMPT_H
@@ -34,6 +36,7 @@ typedef enum gw_up_state {
 	GW_UPQ_ATTEMPT,    /* on the wire; timer = attempt timeout */
 	GW_UPQ_DEFER_ERR,  /* start failed; timer (0 s) reports err next loop */
 	GW_UPQ_DEFER_FAIL, /* giving up; timer (0 s) calls fail next loop */
+	GW_UPQ_DEFER_REFUSE, /* client over its cap: REFUSED next loop */
 } gw_up_state_t;
 
 struct gw_up_query {
@@ -57,14 +60,21 @@ struct gw_up_query {
 	uint8_t *out;      /* 2-byte length prefix, then out_len bytes */
 	size_t out_len;
 
-	int fd;
+	int fd;          /* udp.c: this attempt's socket */
 	ev_io io;
 	ev_timer timer;
+	double t_sent;   /* monotonic time the attempt started (latency) */
 
-	/* tcp.c */
-	size_t wr_off;  /* bytes of out (prefix included) written */
-	bool connected;
-	gw_buf_t rd;    /* length-prefixed answers, capped at 2 + 65535 */
+	/* tcp.c: the pooled connection the attempt is queued on; its ID is
+	 * held in that connection's pending table, not in the pool's */
+	struct gw_up_conn *conn;
+	bool reissued;   /* already retried once after a connection died */
+	bool counted;    /* counted in the upstream's in-flight gauge */
+	bool timed_out;  /* some attempt timed out (final EDE 22, not 23) */
+	bool waiting;    /* tcp.c: in its upstream's wait queue, no conn yet */
+	int probe_up;    /* >= 0: an active health probe of that upstream */
+	int client_bucket; /* slot in the pool's per-client counters, or -1 */
+	gw_up_query_t *wnext, *wprev;
 };
 
 /* --- provided by pool.c for the protocol modules -------------------------- */
@@ -80,10 +90,41 @@ void gw_up_attempt_answer(gw_up_query_t *uq, const uint8_t *msg, size_t len);
 void gw_up_attempt_truncated(gw_up_query_t *uq);
 /* The attempt failed (negative error): retry elsewhere or fail the query. */
 void gw_up_attempt_error(gw_up_query_t *uq, int err);
+/* The connection carrying the attempt died (closed, reset, TLS failure)
+ * before an answer: no health verdict for the query (the connection manager
+ * reports the connection's failure once); the query is sent again once
+ * without using up an attempt, preferably elsewhere, else it fails. */
+void gw_up_attempt_reissue(gw_up_query_t *uq, int err);
 /* Debug log of one per-query event (cheap when debug is off). */
 void gw_up_debug(const gw_up_query_t *uq, const char *msg, const char *detail);
 
+/* Monotonic seconds (health and backoff deadlines). */
+double gw_up_now(void);
+gw_up_rng_t *gw_up_pool_rng(gw_up_pool_t *p);
+/* Seconds of one attempt (conf upstream.timeout_ms, default 2 s). */
+double gw_up_pool_timeout(const gw_up_pool_t *p);
+/* A connection-level verdict on upstream i (connect refused or timed out,
+ * TLS authentication failure, or a connection that came up): one report
+ * for the connection rather than one per query riding on it. */
+void gw_up_pool_conn_report(gw_up_pool_t *p, unsigned i, bool trial,
+			    gw_up_outcome_t o);
+/* Writable counters of upstream i (metrics hooks). */
+gw_up_metrics_t *gw_up_pool_metrics_w(gw_up_pool_t *p, unsigned i);
+
 /* --- protocol modules ----------------------------------------------------- */
+
+/* The pooled stream connections of one pool (tcp.c). NULL + err when a TLS
+ * context cannot be built (e.g. an unreadable CA file). */
+typedef struct gw_up_conns gw_up_conns_t;
+gw_up_conns_t *gw_up_conns_new(gw_up_pool_t *p, char *err, size_t errlen);
+/* Closes every connection; pending queries must be detached already. */
+void gw_up_conns_free(gw_up_conns_t *cs);
+gw_up_conns_t *gw_up_pool_conns(const gw_up_pool_t *p);
+/* Pooled connections of upstream i not yet closed (tests, metrics). */
+unsigned gw_up_conns_open(const gw_up_conns_t *cs, unsigned i);
+/* Debug log of a connection event of upstream i. */
+void gw_up_debug_conn(gw_up_pool_t *p, unsigned i, const char *msg,
+		      const char *detail);
 
 /*
  * Start an attempt to ep: open the socket, send uq->out, watch for the
@@ -91,8 +132,15 @@ void gw_up_debug(const gw_up_query_t *uq, const char *msg, const char *detail);
  * reports the error from its next loop iteration, never synchronously).
  */
 int gw_up_udp_start(gw_up_query_t *uq, const gw_endpoint_t *ep);
+/* Queues uq on a pooled connection to upstream uq->up (TCP, or TLS for
+ * tls:// upstreams). GW_EAGAIN: reconnect backoff in force; GW_ENOSPC:
+ * every connection full, the cap reached and the upstream's wait queue
+ * (upstream.max_waiting_per_upstream, default connections x in-flight)
+ * full too (neither says anything about the upstream's health). */
 int gw_up_tcp_start(gw_up_query_t *uq, const gw_endpoint_t *ep);
-/* Stop watchers and close the socket; idempotent, never calls back. */
+/* Stop watchers and close the socket (udp), or leave the connection with the
+ * ID kept busy until the upstream answers it or the connection closes
+ * (tcp); idempotent, never calls back. */
 void gw_up_udp_stop(gw_up_query_t *uq);
 void gw_up_tcp_stop(gw_up_query_t *uq);
 
@@ -103,6 +151,8 @@ void gw_up_tcp_stop(gw_up_query_t *uq);
 typedef struct gw_up_result_ops {
 	void (*answer)(gw_query_t *q, const uint8_t *msg, size_t len);
 	void (*fail)(gw_query_t *q, int ede, const char *ede_text);
+	/* client over limits.max_waiting_per_client; NULL: fail is used */
+	void (*refuse)(gw_query_t *q);
 } gw_up_result_ops_t;
 
 void gw_up_pool_set_result_ops(gw_up_pool_t *p, const gw_up_result_ops_t *ops);

@@ -14,6 +14,137 @@ void gw_up_sel_init(gw_up_sel_t *s, unsigned n, unsigned fall)
 	memset(s, 0, sizeof(*s));
 	s->n = n > GW_CONF_MAX_UPSTREAM ? GW_CONF_MAX_UPSTREAM : n;
 	s->fall = fall ? fall : GW_UP_FALL;
+	s->policy = GW_UP_POLICY_ORDERED;
+	for (unsigned i = 0; i < GW_CONF_MAX_UPSTREAM; i++)
+		s->weight[i] = 1;
+	s->probe_rise = 2;
+	s->probe_fall = GW_UP_FALL;
+}
+
+void gw_up_sel_policy(gw_up_sel_t *s, gw_up_policy_t policy,
+		      const uint32_t *weights, gw_up_rng_t *rng)
+{
+	s->policy = policy;
+	s->rng = rng;
+	for (unsigned i = 0; i < s->n; i++)
+		s->weight[i] = weights && weights[i] ? weights[i] : 1;
+}
+
+void gw_up_sel_rtt(gw_up_sel_t *s, unsigned i, double rtt)
+{
+	if (i >= s->n || rtt < 0)
+		return;
+	if (rtt < 1e-6)
+		rtt = 1e-6; /* 0 means unmeasured */
+	/* EWMA with alpha 1/4: a few answers move it, one outlier does not. */
+	s->rtt[i] = s->rtt[i] == 0 ? rtt : s->rtt[i] * 0.75 + rtt * 0.25;
+}
+
+void gw_up_sel_probe_conf(gw_up_sel_t *s, unsigned rise, unsigned fall)
+{
+	s->probe_rise = rise ? rise : 2;
+	s->probe_fall = fall ? fall : GW_UP_FALL;
+}
+
+gw_up_change_t gw_up_sel_probe(gw_up_sel_t *s, unsigned i, bool ok,
+			       double now)
+{
+	gw_up_health_t *h;
+
+	if (i >= s->n)
+		return GW_UP_SAME;
+	h = &s->h[i];
+	if (ok) {
+		s->probe_bad[i] = 0;
+		if (++s->probe_ok[i] >= s->probe_rise && h->down) {
+			h->down = false;
+			h->trial_out = false;
+			h->fails = 0;
+			h->backoff = 0;
+			return GW_UP_CAME_UP;
+		}
+		return GW_UP_SAME;
+	}
+	s->probe_ok[i] = 0;
+	if (++s->probe_bad[i] >= s->probe_fall && !h->down) {
+		h->down = true;
+		h->trial_out = false;
+		h->backoff = GW_UP_BACKOFF_MIN;
+		h->retry_at = now + h->backoff;
+		return GW_UP_WENT_DOWN;
+	}
+	return GW_UP_SAME;
+}
+
+/* The policy's choice among the candidates in mask (non-empty). */
+static int choose(gw_up_sel_t *s, uint32_t mask, double now)
+{
+	int best = -1;
+
+	if (s->policy != GW_UP_POLICY_ORDERED) {
+		/* A down upstream ready for its trial goes first. */
+		for (unsigned i = 0; i < s->n; i++)
+			if ((mask & (1u << i)) && s->h[i].down)
+				return (int)i;
+	}
+	switch (s->policy) {
+	case GW_UP_POLICY_RANDOM:
+		if (s->rng) {
+			uint64_t total = 0, x;
+			for (unsigned i = 0; i < s->n; i++)
+				if (mask & (1u << i))
+					total += s->weight[i];
+			x = gw_up_rng_next(s->rng) % total;
+			for (unsigned i = 0; i < s->n; i++) {
+				if (!(mask & (1u << i)))
+					continue;
+				if (x < s->weight[i])
+					return (int)i;
+				x -= s->weight[i];
+			}
+		}
+		__attribute__((fallthrough)); /* no generator */
+	case GW_UP_POLICY_ROUND_ROBIN: {
+		/* Smooth weighted round robin: every candidate gains its
+		 * weight, the richest is picked and pays the total. */
+		long total = 0;
+		for (unsigned i = 0; i < s->n; i++) {
+			if (!(mask & (1u << i)))
+				continue;
+			s->rr_cur[i] += s->weight[i];
+			total += s->weight[i];
+			if (best < 0 || s->rr_cur[i] > s->rr_cur[best])
+				best = (int)i;
+		}
+		s->rr_cur[best] -= total;
+		return best;
+	}
+	case GW_UP_POLICY_LEAST_OUTSTANDING:
+		for (unsigned i = 0; i < s->n; i++) {
+			if (!(mask & (1u << i)))
+				continue;
+			/* out/weight compared without division */
+			if (best < 0 || (uint64_t)s->out[i] * s->weight[best] <
+						(uint64_t)s->out[best] * s->weight[i])
+				best = (int)i;
+		}
+		return best;
+	case GW_UP_POLICY_LOWEST_LATENCY:
+		for (unsigned i = 0; i < s->n; i++) {
+			if (!(mask & (1u << i)))
+				continue;
+			if (best < 0 || s->rtt[i] < s->rtt[best])
+				best = (int)i;
+		}
+		return best;
+	case GW_UP_POLICY_ORDERED:
+		break;
+	}
+	(void)now;
+	for (unsigned i = 0; i < s->n; i++)
+		if (mask & (1u << i))
+			return (int)i;
+	return -1;
 }
 
 static bool usable(const gw_up_health_t *h, double now)
@@ -26,24 +157,24 @@ static bool usable(const gw_up_health_t *h, double now)
 int gw_up_sel_pick(gw_up_sel_t *s, uint32_t tried, double now, bool *trial)
 {
 	int pick = -1;
+	uint32_t fresh = 0, any = 0;
 
 	*trial = false;
 	/* Retries go to an upstream the query has not tried yet, so one dead
 	 * resolver costs a query at most one timeout. */
 	for (unsigned i = 0; i < s->n; i++) {
-		if (!(tried & (1u << i)) && usable(&s->h[i], now)) {
-			pick = (int)i;
-			break;
-		}
+		if (!usable(&s->h[i], now))
+			continue;
+		any |= 1u << i;
+		if (!(tried & (1u << i)))
+			fresh |= 1u << i;
 	}
-	if (pick < 0) {
-		for (unsigned i = 0; i < s->n; i++) {
-			if (usable(&s->h[i], now)) {
-				pick = (int)i;
-				break;
-			}
-		}
-	}
+	if (fresh)
+		pick = choose(s, fresh, now);
+	else if (any)
+		pick = choose(s, any, now);
+	if (pick >= 0)
+		s->out[pick]++;
 	if (pick >= 0 && s->h[pick].down) {
 		/* Only one trial at a time: a dead upstream must not soak up a
 		 * burst of queries the moment its backoff expires. */
@@ -55,6 +186,14 @@ int gw_up_sel_pick(gw_up_sel_t *s, uint32_t tried, double now, bool *trial)
 
 gw_up_change_t gw_up_sel_report(gw_up_sel_t *s, unsigned i, bool trial,
 				gw_up_outcome_t o, double now)
+{
+	if (i < s->n && s->out[i] > 0)
+		s->out[i]--;
+	return gw_up_sel_verdict(s, i, trial, o, now);
+}
+
+gw_up_change_t gw_up_sel_verdict(gw_up_sel_t *s, unsigned i, bool trial,
+				 gw_up_outcome_t o, double now)
 {
 	gw_up_health_t *h;
 

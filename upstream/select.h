@@ -7,17 +7,30 @@
  * with a fake clock (tests/unit/test_upstream.c). One instance of each per
  * worker thread; none is locked.
  *
- * Selection policy "ordered": the first usable upstream in configuration order
- * that the query has not tried yet; failing that, the first usable one it has
- * tried (a single upstream is retried on itself). Usable means up, or down
- * with its backoff expired and no trial query out yet (then the attempt is
- * that trial). Nothing usable: the query fails fast.
+ * Candidates for an attempt: the usable upstreams the query has not tried
+ * yet; failing that, the usable ones it has tried (a single upstream is
+ * retried on itself). Usable means up, or down with its backoff expired and
+ * no trial query out yet (then the attempt is that trial). Nothing usable:
+ * the query fails fast. Among the candidates the policy picks:
+ *   ordered            the first in configuration order (default)
+ *   round-robin        smooth weighted round robin (each upstream gets
+ *                      weight/sum of the picks, interleaved)
+ *   random             weighted random
+ *   least-outstanding  fewest attempts in flight per unit of weight
+ *   lowest-latency     lowest EWMA of answer RTT (alpha 1/4); upstreams not
+ *                      measured yet first, so every one gets measured
+ * Every policy but ordered takes a trial-ready down upstream first, so it
+ * is probed back promptly (ordered reaches it in list order anyway).
  *
  * Passive health: GW_UP_FALL consecutive failures (timeouts, errors) mark an
  * upstream down. A down upstream gets one trial query after a backoff of 1 s,
  * doubling on each failed trial up to 30 s; any matched answer from it marks it
  * up again. (Active probes with rise/fall thresholds come later and will feed
  * the same gw_up_sel_report().)
+ *
+ * Active probes (gw_up_sel_probe): with probing on, `rise` consecutive
+ * answered probes bring a down upstream back up and `fall` consecutive failed
+ * probes take an up one down, alongside the passive rules above.
  */
 #ifndef GW_UP_SELECT_H
 #define GW_UP_SELECT_H
@@ -43,10 +56,22 @@ typedef struct gw_up_health {
 	double retry_at;  /* while down: no trial before this time */
 } gw_up_health_t;
 
+typedef struct gw_up_rng gw_up_rng_t;
+
 typedef struct gw_up_sel {
 	unsigned n;    /* configured upstreams, <= GW_CONF_MAX_UPSTREAM */
 	unsigned fall; /* failures before down */
 	gw_up_health_t h[GW_CONF_MAX_UPSTREAM];
+	/* policy state */
+	gw_up_policy_t policy;
+	unsigned weight[GW_CONF_MAX_UPSTREAM]; /* >= 1 */
+	long rr_cur[GW_CONF_MAX_UPSTREAM];     /* smooth round robin */
+	unsigned out[GW_CONF_MAX_UPSTREAM];    /* picks not yet reported */
+	double rtt[GW_CONF_MAX_UPSTREAM];      /* EWMA seconds; 0 = unmeasured */
+	gw_up_rng_t *rng;                      /* random policy; borrowed */
+	/* active probes */
+	unsigned probe_rise, probe_fall;
+	unsigned probe_ok[GW_CONF_MAX_UPSTREAM], probe_bad[GW_CONF_MAX_UPSTREAM];
 } gw_up_sel_t;
 
 /* How an attempt ended, for gw_up_sel_report(). */
@@ -63,8 +88,19 @@ typedef enum gw_up_change {
 	GW_UP_CAME_UP,
 } gw_up_change_t;
 
-/* All n upstreams start up. fall 0 means GW_UP_FALL. */
+/* All n upstreams start up. fall 0 means GW_UP_FALL. Policy ordered. */
 void gw_up_sel_init(gw_up_sel_t *s, unsigned n, unsigned fall);
+/* Sets the policy; weights (n entries, 0 means 1) may be NULL; rng is
+ * borrowed (needed by random; NULL falls back to round robin). */
+void gw_up_sel_policy(gw_up_sel_t *s, gw_up_policy_t policy,
+		      const uint32_t *weights, gw_up_rng_t *rng);
+/* Feeds one answer's round-trip time (seconds) of upstream i. */
+void gw_up_sel_rtt(gw_up_sel_t *s, unsigned i, double rtt);
+/* rise/fall thresholds of active probes (0 = 2 / GW_UP_FALL). */
+void gw_up_sel_probe_conf(gw_up_sel_t *s, unsigned rise, unsigned fall);
+/* One active probe of upstream i ended (answered or not). */
+gw_up_change_t gw_up_sel_probe(gw_up_sel_t *s, unsigned i, bool ok,
+			       double now);
 
 /*
  * Picks the upstream for a query's next attempt. tried has bit i set for each
@@ -77,13 +113,18 @@ int gw_up_sel_pick(gw_up_sel_t *s, uint32_t tried, double now, bool *trial);
 /* Records the end of an attempt on upstream i. Every pick is reported once. */
 gw_up_change_t gw_up_sel_report(gw_up_sel_t *s, unsigned i, bool trial,
 				gw_up_outcome_t o, double now);
+/* A health verdict on upstream i that is not the end of a pick (a pooled
+ * connection's connect or handshake failed): gw_up_sel_report() without
+ * the in-flight bookkeeping. */
+gw_up_change_t gw_up_sel_verdict(gw_up_sel_t *s, unsigned i, bool trial,
+				 gw_up_outcome_t o, double now);
 
 /* --- random numbers and message IDs -------------------------------------- */
 
 /* xoshiro256** seeded from getrandom(2): unpredictable IDs, no syscall each. */
-typedef struct gw_up_rng {
+struct gw_up_rng {
 	uint64_t s[4];
-} gw_up_rng_t;
+};
 
 /* Seeds from getrandom(); falls back to the clock and pid if that fails. */
 void gw_up_rng_init(gw_up_rng_t *r);

@@ -79,7 +79,7 @@ fail:
 
 void gw_up_udp_stop(gw_up_query_t *uq)
 {
-	if (uq->fd < 0 || uq->proto == GW_PROTO_TCP)
+	if (uq->fd < 0)
 		return;
 	ev_io_stop(gw_up_pool_loop(uq->pool), &uq->io);
 	close(uq->fd);

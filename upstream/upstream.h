@@ -8,8 +8,11 @@
  * gw_up_pool_send() itself (failures are deferred to the loop), unless
  * gw_up_pool_cancel() was called first, after which it never touches q again.
  *
- * Protocol modules (udp.c, tcp.c, later tls.c, https.c, quic.c) sit behind
- * the pool; selection, retries and health live in the pool.
+ * Protocol modules sit behind the pool: udp.c (a socket per attempt) and
+ * tcp.c (pooled, pipelined TCP and TLS connections); selection, retries and
+ * health live in the pool. https:// and quic:// upstreams are not supported
+ * yet: gw_up_pool_new() refuses them (seam: a module with a per-upstream
+ * session of streams behind gw_up_tcp_start()'s contract, see attempt.h).
  */
 #ifndef GW_UPSTREAM_H
 #define GW_UPSTREAM_H
@@ -36,5 +39,35 @@ void gw_up_pool_cancel(gw_up_pool_t *p, gw_query_t *q);
 
 /* Number of queries waiting on upstreams (for drain and metrics). */
 unsigned gw_up_pool_inflight(const gw_up_pool_t *p);
+
+/* --- metrics hooks -------------------------------------------------------- */
+
+/* Latency histogram: bucket k counts attempts answered within
+ * gw_up_lat_bounds_ms[k] ms (and above the previous bound); the last bucket
+ * has no upper bound. */
+#define GW_UP_LAT_BUCKETS 12
+extern const unsigned gw_up_lat_bounds_ms[GW_UP_LAT_BUCKETS - 1];
+
+/* Counters of one upstream in one worker (sum over workers for totals).
+ * Plain integers written by the worker's thread only. */
+typedef struct gw_up_metrics {
+	uint64_t queries;      /* attempts sent to it */
+	uint64_t answers[16];  /* matched answers by header RCODE */
+	uint64_t timeouts;     /* attempts that timed out */
+	uint64_t errors;       /* attempts that failed otherwise */
+	uint64_t ignored;      /* messages dropped: wrong ID/question, junk */
+	uint64_t latency[GW_UP_LAT_BUCKETS];
+	uint64_t conns_opened; /* pooled connections opened (TCP/TLS) */
+	uint64_t conn_failures;/* connects/handshakes that failed */
+	uint64_t tls_resumed;  /* TLS handshakes that resumed a session */
+	uint64_t probes_sent, probes_failed; /* active health probes */
+	unsigned conns_open;   /* gauge: pooled connections open now */
+	unsigned inflight;     /* gauge: attempts on the wire now */
+	bool down;             /* health state */
+} gw_up_metrics_t;
+
+/* Copies the counters of upstream i into out. 0 or GW_EINVAL. */
+int gw_up_pool_metrics(const gw_up_pool_t *p, unsigned i,
+		       gw_up_metrics_t *out);
 
 #endif

@@ -156,11 +156,15 @@ static void test_config_zero_config(void **state)
 	(void)state;
 	assert_int_equal(build_r(resolv_default, &a, NULL, NULL), 0);
 	assert_int_equal(a, GW_ACTION_RUN);
-	assert_int_equal(conf.n_listen, 3);
+	assert_int_equal(conf.n_listen, 5);
 	assert_string_equal(conf.listen[0].url, "dot://127.0.0.1:8853");
 	assert_int_equal(conf.listen[0].proto, GW_PROTO_DOT);
-	assert_string_equal(conf.listen[1].url, "udp://127.0.0.1:8053");
-	assert_string_equal(conf.listen[2].url, "tcp://127.0.0.1:8053");
+	assert_string_equal(conf.listen[1].url, "doh://127.0.0.1:8443/dns-query");
+	assert_int_equal(conf.listen[1].proto, GW_PROTO_DOH);
+	assert_string_equal(conf.listen[2].url, "doq://127.0.0.1:8853");
+	assert_int_equal(conf.listen[2].proto, GW_PROTO_DOQ);
+	assert_string_equal(conf.listen[3].url, "udp://127.0.0.1:8053");
+	assert_string_equal(conf.listen[4].url, "tcp://127.0.0.1:8053");
 	assert_int_equal(conf.n_upstream, 1);
 	assert_string_equal(conf.upstream[0].url, "udp://192.0.2.53:53");
 	assert_true(conf.threads >= 1); /* 0 became the CPU count */
@@ -245,7 +249,7 @@ static void test_config_example_is_defaults(void **state)
 	assert_int_equal(conf.log_level, def.log_level);
 	assert_int_equal(conf.log_format, def.log_format);
 	assert_int_equal(conf.query_log, def.query_log);
-	assert_int_equal(conf.n_listen, 3);
+	assert_int_equal(conf.n_listen, 5);
 	assert_string_equal(conf.listen[0].url, "dot://127.0.0.1:8853");
 }
 
@@ -286,7 +290,7 @@ static void test_config_file_empty_and_minimal(void **state)
 	char path[64], p2[PATH_MAX];
 	(void)state;
 	assert_int_equal(build_yaml(path, "# nothing here\n"), 0);
-	assert_int_equal(conf.n_listen, 3);
+	assert_int_equal(conf.n_listen, 5);
 	assert_int_equal(build_yaml(path, ""), 0);
 	snprintf(p2, sizeof(p2), "%s/tests/data/config_minimal.yaml", srcroot);
 	const char *args[] = { "-c", p2, NULL };

@@ -27,6 +27,7 @@
 #include "gateway/error.h"
 #include "gateway/log.h"
 #include "upstream/attempt.h"
+#include "upstream/pending.h"
 #include "upstream/select.h"
 #include "upstream/upstream.h"
 
@@ -573,7 +574,8 @@ static void on_fail(gw_query_t *q, int ede, const char *text)
 	ev_break(r->loop, EVBREAK_ALL);
 }
 
-static const gw_up_result_ops_t test_ops = { on_answer, on_fail };
+static const gw_up_result_ops_t test_ops = { .answer = on_answer,
+					     .fail = on_fail };
 
 typedef struct fixture {
 	struct ev_loop *loop;
@@ -948,14 +950,910 @@ static void test_upstream_pool_rejects_unsupported(void **state)
 
 	(void)state;
 	add_upstream(c, GW_PROTO_UDP, &a);
+	c->upstream[0].proto = GW_PROTO_DOH;
+	snprintf(c->upstream[0].url, sizeof(c->upstream[0].url),
+		 "https://127.0.0.1/dns-query");
+	assert_null(gw_up_pool_new(loop, c, err, sizeof(err)));
+	assert_non_null(strstr(err, "https://127.0.0.1/dns-query"));
+	/* tls:// with nothing to verify the resolver against */
 	c->upstream[0].proto = GW_PROTO_DOT;
 	snprintf(c->upstream[0].url, sizeof(c->upstream[0].url),
 		 "tls://127.0.0.1:853");
 	assert_null(gw_up_pool_new(loop, c, err, sizeof(err)));
-	assert_non_null(strstr(err, "tls://127.0.0.1:853"));
+	assert_non_null(strstr(err, "needs '#name'"));
 	c->upstream[0].proto = GW_PROTO_UDP;
 	c->upstream[0].addrlen = 0; /* a host name: not resolved here */
 	assert_null(gw_up_pool_new(loop, c, err, sizeof(err)));
+	ev_loop_destroy(loop);
+	free(c);
+}
+
+/* --- selection policies (sans-I/O, fake clock) ---------------------------------- */
+
+static void pick_n(gw_up_sel_t *s, int n, unsigned *count, bool report)
+{
+	bool trial;
+
+	for (int k = 0; k < n; k++) {
+		int i = gw_up_sel_pick(s, 0, 100.0, &trial);
+		assert_true(i >= 0);
+		count[i]++;
+		if (report)
+			gw_up_sel_report(s, (unsigned)i, trial, GW_UP_OK, 100.0);
+	}
+}
+
+static void test_upstream_policy_round_robin_weighted(void **state)
+{
+	gw_up_sel_t s;
+	uint32_t w[3] = { 1, 2, 0 }; /* 0 means 1 */
+	unsigned count[3] = { 0 };
+	bool trial;
+	int seq[4];
+
+	(void)state;
+	gw_up_sel_init(&s, 3, 0);
+	gw_up_sel_policy(&s, GW_UP_POLICY_ROUND_ROBIN, w, NULL);
+	pick_n(&s, 400, count, true);
+	assert_int_equal(count[0], 100);
+	assert_int_equal(count[1], 200);
+	assert_int_equal(count[2], 100);
+	/* interleaved, not in bursts: weight 2 never picked 3 times running */
+	gw_up_sel_init(&s, 2, 0);
+	gw_up_sel_policy(&s, GW_UP_POLICY_ROUND_ROBIN, NULL, NULL);
+	for (int k = 0; k < 4; k++) {
+		seq[k] = gw_up_sel_pick(&s, 0, 1.0, &trial);
+		gw_up_sel_report(&s, (unsigned)seq[k], trial, GW_UP_OK, 1.0);
+	}
+	assert_int_not_equal(seq[0], seq[1]);
+	assert_int_not_equal(seq[1], seq[2]);
+	/* a retry still avoids the upstream already tried */
+	assert_int_equal(gw_up_sel_pick(&s, 1u << 0, 1.0, &trial), 1);
+	gw_up_sel_report(&s, 1, trial, GW_UP_ABANDON, 1.0);
+	assert_int_equal(gw_up_sel_pick(&s, 1u << 1, 1.0, &trial), 0);
+}
+
+static void test_upstream_policy_random_weighted(void **state)
+{
+	gw_up_sel_t s;
+	gw_up_rng_t r;
+	uint32_t w[2] = { 1, 3 };
+	unsigned count[2] = { 0 };
+
+	(void)state;
+	gw_up_rng_seed(&r, 5);
+	gw_up_sel_init(&s, 2, 0);
+	gw_up_sel_policy(&s, GW_UP_POLICY_RANDOM, w, &r);
+	pick_n(&s, 4000, count, true);
+	/* 1:3 within a few percent */
+	assert_true(count[0] > 850 && count[0] < 1150);
+	assert_int_equal(count[0] + count[1], 4000);
+}
+
+static void test_upstream_policy_least_outstanding(void **state)
+{
+	gw_up_sel_t s;
+	bool trial;
+	uint32_t w[2] = { 1, 2 };
+	unsigned count[2] = { 0 };
+
+	(void)state;
+	gw_up_sel_init(&s, 2, 0);
+	gw_up_sel_policy(&s, GW_UP_POLICY_LEAST_OUTSTANDING, NULL, NULL);
+	/* nothing reported: picks alternate as in-flight counts grow */
+	assert_int_equal(gw_up_sel_pick(&s, 0, 1.0, &trial), 0);
+	assert_int_equal(gw_up_sel_pick(&s, 0, 1.0, &trial), 1);
+	assert_int_equal(gw_up_sel_pick(&s, 0, 1.0, &trial), 0);
+	/* upstream 0 answers both of its queries: it is preferred again */
+	gw_up_sel_report(&s, 0, false, GW_UP_OK, 1.0);
+	gw_up_sel_report(&s, 0, false, GW_UP_OK, 1.0);
+	assert_int_equal(s.out[0], 0);
+	assert_int_equal(s.out[1], 1);
+	assert_int_equal(gw_up_sel_pick(&s, 0, 1.0, &trial), 0);
+	/* a connection-level verdict is not the end of a pick */
+	gw_up_sel_verdict(&s, 0, false, GW_UP_FAIL, 1.0);
+	assert_int_equal(s.out[0], 1);
+	/* weights: twice the in-flight allowed on upstream 1 */
+	gw_up_sel_init(&s, 2, 0);
+	gw_up_sel_policy(&s, GW_UP_POLICY_LEAST_OUTSTANDING, w, NULL);
+	pick_n(&s, 30, count, false);
+	assert_int_equal(count[0], 10);
+	assert_int_equal(count[1], 20);
+}
+
+static void test_upstream_policy_lowest_latency(void **state)
+{
+	gw_up_sel_t s;
+	bool trial;
+
+	(void)state;
+	gw_up_sel_init(&s, 3, 0);
+	gw_up_sel_policy(&s, GW_UP_POLICY_LOWEST_LATENCY, NULL, NULL);
+	/* unmeasured ones first, in order */
+	assert_int_equal(gw_up_sel_pick(&s, 0, 1.0, &trial), 0);
+	gw_up_sel_report(&s, 0, trial, GW_UP_OK, 1.0);
+	gw_up_sel_rtt(&s, 0, 0.050);
+	assert_int_equal(gw_up_sel_pick(&s, 0, 1.0, &trial), 1);
+	gw_up_sel_report(&s, 1, trial, GW_UP_OK, 1.0);
+	gw_up_sel_rtt(&s, 1, 0.010);
+	assert_int_equal(gw_up_sel_pick(&s, 0, 1.0, &trial), 2);
+	gw_up_sel_report(&s, 2, trial, GW_UP_OK, 1.0);
+	gw_up_sel_rtt(&s, 2, 0.030);
+	assert_int_equal(gw_up_sel_pick(&s, 0, 1.0, &trial), 1);
+	gw_up_sel_report(&s, 1, trial, GW_UP_OK, 1.0);
+	/* upstream 1 slows down: the EWMA follows within a few answers */
+	for (int k = 0; k < 6; k++)
+		gw_up_sel_rtt(&s, 1, 0.200);
+	assert_true(s.rtt[1] > 0.030);
+	assert_int_equal(gw_up_sel_pick(&s, 0, 1.0, &trial), 2);
+	gw_up_sel_report(&s, 2, trial, GW_UP_OK, 1.0);
+	/* retries still go elsewhere */
+	assert_int_equal(gw_up_sel_pick(&s, 1u << 2, 1.0, &trial), 0);
+	gw_up_sel_report(&s, 0, trial, GW_UP_OK, 1.0);
+	/* a down upstream ready for its trial is taken first */
+	for (int k = 0; k < GW_UP_FALL; k++)
+		gw_up_sel_report(&s, 2, false, GW_UP_FAIL, 2.0);
+	assert_true(s.h[2].down);
+	/* before its backoff ends: the fastest of the others (0: 50 ms) */
+	assert_true(s.rtt[0] < s.rtt[1]);
+	assert_int_equal(gw_up_sel_pick(&s, 0, 2.5, &trial), 0);
+	gw_up_sel_report(&s, 0, trial, GW_UP_OK, 2.5);
+	assert_int_equal(gw_up_sel_pick(&s, 0, 3.5, &trial), 2);
+	assert_true(trial);
+}
+
+static void test_upstream_probe_rise_fall(void **state)
+{
+	gw_up_sel_t s;
+	bool trial;
+
+	(void)state;
+	gw_up_sel_init(&s, 2, 0);
+	gw_up_sel_probe_conf(&s, 2, 3);
+	assert_int_equal(gw_up_sel_probe(&s, 0, false, 10.0), GW_UP_SAME);
+	assert_int_equal(gw_up_sel_probe(&s, 0, false, 10.0), GW_UP_SAME);
+	/* a success in between resets the count */
+	assert_int_equal(gw_up_sel_probe(&s, 0, true, 10.0), GW_UP_SAME);
+	assert_int_equal(gw_up_sel_probe(&s, 0, false, 11.0), GW_UP_SAME);
+	assert_int_equal(gw_up_sel_probe(&s, 0, false, 11.0), GW_UP_SAME);
+	assert_int_equal(gw_up_sel_probe(&s, 0, false, 11.0), GW_UP_WENT_DOWN);
+	assert_true(s.h[0].down);
+	/* down: queries go to upstream 1 */
+	assert_int_equal(gw_up_sel_pick(&s, 0, 11.5, &trial), 1);
+	gw_up_sel_report(&s, 1, trial, GW_UP_OK, 11.5);
+	/* rise: two answered probes bring it back */
+	assert_int_equal(gw_up_sel_probe(&s, 0, true, 12.0), GW_UP_SAME);
+	assert_true(s.h[0].down);
+	assert_int_equal(gw_up_sel_probe(&s, 0, true, 13.0), GW_UP_CAME_UP);
+	assert_false(s.h[0].down);
+	assert_int_equal(gw_up_sel_pick(&s, 0, 13.0, &trial), 0);
+	assert_false(trial);
+}
+
+/* --- per-connection pending table (sans-I/O) -------------------------------------- */
+
+static void test_upstream_pend_table(void **state)
+{
+	gw_up_pend_t t;
+	gw_up_rng_t r;
+	int a, b, c;
+	uint16_t id;
+	int x = 1, y = 2, z = 3;
+
+	(void)state;
+	gw_up_rng_seed(&r, 7);
+	assert_int_equal(gw_up_pend_init(&t, 0), GW_EINVAL);
+	assert_int_equal(gw_up_pend_init(&t, 3), 0);
+	a = gw_up_pend_add(&t, &r, &x);
+	b = gw_up_pend_add(&t, &r, &y);
+	c = gw_up_pend_add(&t, &r, &z);
+	assert_true(a >= 0 && b >= 0 && c >= 0);
+	assert_true(a != b && b != c && a != c);
+	assert_true(gw_up_pend_full(&t));
+	assert_int_equal(gw_up_pend_add(&t, &r, &x), GW_ENOSPC);
+	assert_ptr_equal(gw_up_pend_get(&t, (uint16_t)b), &y);
+	/* an orphan keeps its ID and its slot, but yields no query */
+	gw_up_pend_orphan(&t, (uint16_t)b);
+	assert_null(gw_up_pend_get(&t, (uint16_t)b));
+	assert_true(gw_up_pend_busy(&t, (uint16_t)b));
+	assert_int_equal(t.live, 2);
+	assert_int_equal(t.orphans, 1);
+	assert_true(gw_up_pend_full(&t));
+	/* the late answer frees it */
+	assert_null(gw_up_pend_remove(&t, (uint16_t)b));
+	assert_false(gw_up_pend_busy(&t, (uint16_t)b));
+	assert_int_equal(t.orphans, 0);
+	assert_false(gw_up_pend_full(&t));
+	/* unknown IDs are harmless */
+	assert_null(gw_up_pend_remove(&t, (uint16_t)(a ^ c ^ 0x8000)));
+	gw_up_pend_orphan(&t, (uint16_t)(a ^ c ^ 0x8000));
+	assert_ptr_equal(gw_up_pend_remove(&t, (uint16_t)a), &x);
+	assert_ptr_equal(gw_up_pend_pop_live(&t, &id), &z);
+	assert_int_equal(id, c);
+	assert_null(gw_up_pend_pop_live(&t, &id));
+	assert_int_equal(t.live + t.orphans, 0);
+	gw_up_pend_deinit(&t);
+}
+
+/*
+ * 70 000 queries through one connection's table with 100 in flight,
+ * answered in random order, some orphaned and answered late: an ID is
+ * never handed out while taken, and the map agrees with a reference model
+ * after every step (probe chains survive backward-shift deletion).
+ */
+static void test_upstream_pend_70000_no_reuse(void **state)
+{
+	static void *model[65536];
+	static bool taken[65536];
+	gw_up_pend_t t;
+	gw_up_rng_t r;
+	uint16_t fl[100];
+	unsigned n = 0, done = 0;
+	uint64_t x = 12345;
+
+	(void)state;
+	memset(model, 0, sizeof(model));
+	memset(taken, 0, sizeof(taken));
+	gw_up_rng_seed(&r, 99);
+	assert_int_equal(gw_up_pend_init(&t, 100), 0);
+	for (unsigned sent = 0; sent < 70000 || n > 0;) {
+		if (sent < 70000 && n < 100) {
+			void *p = (void *)(uintptr_t)(sent + 1);
+			int id = gw_up_pend_add(&t, &r, p);
+			assert_true(id >= 0);
+			assert_false(taken[id]);
+			taken[id] = true;
+			model[id] = p;
+			fl[n++] = (uint16_t)id;
+			sent++;
+			continue;
+		}
+		x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+		unsigned k = (unsigned)(x >> 33) % n;
+		uint16_t id = fl[k];
+		if ((x >> 20) % 7 == 0 && model[id]) {
+			/* timed out: orphaned, answered later */
+			gw_up_pend_orphan(&t, id);
+			model[id] = NULL;
+			continue;
+		}
+		assert_ptr_equal(gw_up_pend_get(&t, id), model[id]);
+		assert_ptr_equal(gw_up_pend_remove(&t, id), model[id]);
+		taken[id] = false;
+		model[id] = NULL;
+		fl[k] = fl[--n];
+		done++;
+		assert_int_equal(t.live + t.orphans, n);
+	}
+	assert_int_equal(done, 70000);
+	gw_up_pend_deinit(&t);
+}
+
+/* --- pooled connections against a pipelining server ------------------------------ */
+
+enum pmode {
+	P_ANSWER,        /* answers each read's queries in reverse order */
+	P_CLOSE_FIRST,   /* first connection: close after 3 queries */
+	P_WRONG_QUESTION,/* right ID, other question */
+	P_SILENT,        /* accepts, reads, never answers */
+};
+
+#define PMAX_CONNS 16
+
+typedef struct pconn {
+	int fd;
+	ev_io io;
+	uint8_t buf[65536];
+	size_t len;
+	unsigned queries;
+	struct pserv *s;
+} pconn_t;
+
+typedef struct pserv {
+	enum pmode mode;
+	int lfd;
+	struct sockaddr_in addr;
+	ev_io lio;
+	pconn_t c[PMAX_CONNS];
+	unsigned accepts, queries, max_open;
+	uint8_t inflight[65536]; /* per ID: queries seen, not yet answered */
+	bool dup_seen;
+} pserv_t;
+
+static unsigned pserv_open(const pserv_t *s)
+{
+	unsigned n = 0;
+
+	for (int i = 0; i < PMAX_CONNS; i++)
+		n += s->c[i].fd >= 0;
+	return n;
+}
+
+static void pconn_close(struct ev_loop *loop, pconn_t *c)
+{
+	ev_io_stop(loop, &c->io);
+	close(c->fd);
+	c->fd = -1;
+}
+
+static void pconn_read(struct ev_loop *loop, ev_io *w, int revents)
+{
+	pconn_t *c = w->data;
+	pserv_t *s = c->s;
+	uint8_t out[65536];
+	size_t ol = 0, off = 0;
+	uint16_t ids[512];
+	size_t qoff[512], qlen[512];
+	unsigned nq = 0;
+	ssize_t n;
+
+	(void)revents;
+	n = read(c->fd, c->buf + c->len, sizeof(c->buf) - c->len);
+	if (n <= 0) {
+		pconn_close(loop, c);
+		return;
+	}
+	c->len += (size_t)n;
+	while (c->len - off >= 2 &&
+	       c->len - off >= 2u + gw_dns_get16(c->buf + off) && nq < 512) {
+		size_t l = gw_dns_get16(c->buf + off);
+		uint16_t id = gw_dns_get16(c->buf + off + 2);
+		/* the same ID twice on one connection while unanswered */
+		if (s->inflight[id])
+			s->dup_seen = true;
+		s->inflight[id]++;
+		ids[nq] = id;
+		qoff[nq] = off + 2;
+		qlen[nq] = l;
+		nq++;
+		off += 2 + l;
+		c->queries++;
+		s->queries++;
+		if (s->mode == P_CLOSE_FIRST && s->accepts == 1 &&
+		    c->queries == 3) {
+			pconn_close(loop, c);
+			return;
+		}
+	}
+	if (s->mode == P_SILENT || s->mode == P_CLOSE_FIRST) {
+		if (s->mode == P_SILENT || s->accepts == 1) {
+			memmove(c->buf, c->buf + off, c->len - off);
+			c->len -= off;
+			return;
+		}
+	}
+	/* out of order: last query first */
+	for (unsigned i = nq; i-- > 0;) {
+		uint8_t *a = out + ol + 2;
+		size_t al = make_answer(c->buf + qoff[i], qlen[i], a, 0);
+		if (s->mode == P_WRONG_QUESTION)
+			a[GW_DNS_HEADER_LEN + 1] ^= 0x01; /* 1st label byte */
+		gw_dns_put16(out + ol, (uint16_t)al);
+		ol += 2 + al;
+		s->inflight[ids[i]]--;
+	}
+	memmove(c->buf, c->buf + off, c->len - off);
+	c->len -= off;
+	for (size_t w2 = 0; w2 < ol;) {
+		ssize_t k = write(c->fd, out + w2, ol - w2);
+		assert_true(k > 0);
+		w2 += (size_t)k;
+	}
+}
+
+static void pserv_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+	pserv_t *s = w->data;
+	int fd = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC);
+
+	(void)revents;
+	if (fd < 0)
+		return;
+	s->accepts++;
+	for (int i = 0; i < PMAX_CONNS; i++) {
+		pconn_t *c = &s->c[i];
+		if (c->fd >= 0)
+			continue;
+		c->fd = fd;
+		c->len = 0;
+		c->queries = 0;
+		c->s = s;
+		ev_io_init(&c->io, pconn_read, fd, EV_READ);
+		c->io.data = c;
+		ev_io_start(loop, &c->io);
+		if (pserv_open(s) > s->max_open)
+			s->max_open = pserv_open(s);
+		return;
+	}
+	close(fd);
+}
+
+static pserv_t *pserv_start(struct ev_loop *loop, enum pmode mode)
+{
+	pserv_t *s = calloc(1, sizeof(*s));
+	socklen_t l = sizeof(s->addr);
+
+	assert_non_null(s);
+	s->mode = mode;
+	for (int i = 0; i < PMAX_CONNS; i++)
+		s->c[i].fd = -1;
+	s->addr.sin_family = AF_INET;
+	s->addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	assert_true(s->lfd >= 0);
+	assert_int_equal(bind(s->lfd, (struct sockaddr *)&s->addr,
+			      sizeof(s->addr)), 0);
+	assert_int_equal(getsockname(s->lfd, (struct sockaddr *)&s->addr, &l),
+			 0);
+	assert_int_equal(listen(s->lfd, 64), 0);
+	ev_io_init(&s->lio, pserv_accept, s->lfd, EV_READ);
+	s->lio.data = s;
+	ev_io_start(loop, &s->lio);
+	return s;
+}
+
+static void pserv_stop(struct ev_loop *loop, pserv_t *s)
+{
+	ev_io_stop(loop, &s->lio);
+	close(s->lfd);
+	for (int i = 0; i < PMAX_CONNS; i++)
+		if (s->c[i].fd >= 0)
+			pconn_close(loop, &s->c[i]);
+	free(s);
+}
+
+/* Many queries at once, each with its own result; the loop runs until
+ * `want` results have arrived. */
+typedef struct multi {
+	struct ev_loop *loop;
+	gw_query_t *q;
+	uint8_t (*wire)[64];
+	unsigned *free_slot, n_free; /* slots of finished queries */
+	unsigned n, next, answers, fails, want, window, outstanding, refused;
+	struct sockaddr_in client; /* client_addr of every query, if set */
+	gw_up_pool_t *pool;
+	int last_ede;
+} multi_t;
+
+static multi_t *g_multi;
+
+static void multi_refill(multi_t *m);
+
+static void multi_answer(gw_query_t *q, const uint8_t *msg, size_t len)
+{
+	gw_dns_msg_t a, sent;
+
+	assert_null(q->up_ctx);
+	/* never misrouted: the answer is for this query's question */
+	assert_int_equal(gw_dns_parse(msg, len, &a), 0);
+	assert_int_equal(gw_dns_parse(q->wire, q->wire_len, &sent), 0);
+	assert_int_equal(a.qname_len, sent.qname_len);
+	assert_memory_equal(a.qname, sent.qname, sent.qname_len);
+	g_multi->answers++;
+	g_multi->outstanding--;
+	g_multi->free_slot[g_multi->n_free++] = (unsigned)(q - g_multi->q);
+	multi_refill(g_multi);
+	if (g_multi->answers + g_multi->fails >= g_multi->want)
+		ev_break(g_multi->loop, EVBREAK_ALL);
+}
+
+static void multi_fail(gw_query_t *q, int ede, const char *text)
+{
+	(void)text;
+	assert_null(q->up_ctx);
+	g_multi->fails++;
+	g_multi->last_ede = ede;
+	g_multi->outstanding--;
+	g_multi->free_slot[g_multi->n_free++] = (unsigned)(q - g_multi->q);
+	multi_refill(g_multi);
+	if (g_multi->answers + g_multi->fails >= g_multi->want)
+		ev_break(g_multi->loop, EVBREAK_ALL);
+}
+
+static void multi_refuse(gw_query_t *q)
+{
+	assert_null(q->up_ctx);
+	g_multi->refused++;
+	g_multi->fails++;
+	g_multi->outstanding--;
+	g_multi->free_slot[g_multi->n_free++] = (unsigned)(q - g_multi->q);
+	multi_refill(g_multi);
+	if (g_multi->answers + g_multi->fails >= g_multi->want)
+		ev_break(g_multi->loop, EVBREAK_ALL);
+}
+
+static const gw_up_result_ops_t multi_ops = {
+	.answer = multi_answer, .fail = multi_fail, .refuse = multi_refuse,
+};
+
+/* Sends from inside callbacks too: answering must be able to queue more. */
+static void multi_refill(multi_t *m)
+{
+	while (m->next < m->n && m->outstanding < m->window) {
+		unsigned i = m->next++, k = m->free_slot[--m->n_free];
+		gw_query_t *q = &m->q[k];
+		char name[48];
+		memset(q, 0, sizeof(*q));
+		snprintf(name, sizeof(name), "q%u.example.test", i);
+		q->wire_len = mk_msg(m->wire[k], 0, GW_DNS_RD, name,
+				     GW_DNS_T_A, false);
+		q->wire = m->wire[k];
+		memcpy(&q->client_addr, &m->client, sizeof(m->client));
+		m->outstanding++;
+		gw_up_pool_send(m->pool, q);
+	}
+}
+
+static multi_t *multi_new(struct ev_loop *loop, gw_up_pool_t *p, unsigned n,
+			  unsigned window)
+{
+	multi_t *m = calloc(1, sizeof(*m));
+
+	assert_non_null(m);
+	m->loop = loop;
+	m->pool = p;
+	m->n = m->want = n;
+	m->window = window;
+	m->q = calloc(window, sizeof(*m->q));
+	m->wire = calloc(window, sizeof(*m->wire));
+	m->free_slot = calloc(window, sizeof(*m->free_slot));
+	assert_non_null(m->free_slot);
+	for (unsigned i = 0; i < window; i++)
+		m->free_slot[m->n_free++] = window - 1 - i;
+	assert_non_null(m->q);
+	assert_non_null(m->wire);
+	g_multi = m;
+	gw_up_pool_set_result_ops(p, &multi_ops);
+	return m;
+}
+
+static void multi_free(multi_t *m)
+{
+	free(m->q);
+	free(m->wire);
+	free(m->free_slot);
+	free(m);
+	g_multi = NULL;
+}
+
+static void multi_run(multi_t *m, double limit)
+{
+	ev_timer guard;
+
+	ev_now_update(m->loop);
+	multi_refill(m);
+	ev_timer_init(&guard, on_guard, limit, 0.);
+	ev_timer_start(m->loop, &guard);
+	ev_run(m->loop, 0);
+	ev_timer_stop(m->loop, &guard);
+}
+
+static gw_up_pool_t *pool_for(struct ev_loop *loop, gw_conf_t *c)
+{
+	char err[160];
+	gw_up_pool_t *p = gw_up_pool_new(loop, c, err, sizeof(err));
+
+	assert_non_null(p);
+	return p;
+}
+
+static const gw_up_metrics_t *metrics(gw_up_pool_t *p)
+{
+	static gw_up_metrics_t m;
+
+	assert_int_equal(gw_up_pool_metrics(p, 0, &m), 0);
+	return &m;
+}
+
+/*
+ * The acceptance test of the pooled manager: 70 000 queries, 100 in flight
+ * at any time, over ONE connection answered out of order; the server checks
+ * that no ID arrives twice while the first is unanswered.
+ */
+static void test_upstream_io_pool_70000_one_conn(void **state)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	pserv_t *s = pserv_start(loop, P_ANSWER);
+	gw_conf_t *c = new_conf(5000, 1);
+	gw_up_pool_t *p;
+	multi_t *m;
+
+	(void)state;
+	add_upstream(c, GW_PROTO_TCP, &s->addr);
+	c->up.max_conns_per_upstream = 1;
+	c->up.max_inflight_per_conn = 100;
+	p = pool_for(loop, c);
+	m = multi_new(loop, p, 70000, 100);
+	multi_run(m, 60.);
+	assert_int_equal(m->answers, 70000);
+	assert_int_equal(m->fails, 0);
+	assert_int_equal(s->accepts, 1);
+	assert_false(s->dup_seen);
+	assert_int_equal(s->queries, 70000);
+	assert_int_equal(gw_up_pool_inflight(p), 0);
+	assert_int_equal(metrics(p)->queries, 70000);
+	assert_int_equal(metrics(p)->answers[0], 70000);
+	assert_int_equal(metrics(p)->conns_open, 1);
+	assert_int_equal(metrics(p)->inflight, 0);
+	multi_free(m);
+	gw_up_pool_free(p);
+	pserv_stop(loop, s);
+	ev_loop_destroy(loop);
+	free(c);
+}
+
+/* More load than one connection takes: new connections up to the cap and
+ * no further; then a bounded wait queue; past it queries fail at once
+ * instead of piling up. */
+static void test_upstream_io_pool_grows_to_cap(void **state)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	pserv_t *s = pserv_start(loop, P_SILENT);
+	gw_conf_t *c = new_conf(300, 1);
+	gw_up_pool_t *p;
+	multi_t *m;
+
+	(void)state;
+	add_upstream(c, GW_PROTO_TCP, &s->addr);
+	c->up.max_conns_per_upstream = 3;
+	c->up.max_inflight_per_conn = 2;
+	c->up.max_waiting_per_upstream = 1;
+	p = pool_for(loop, c);
+	m = multi_new(loop, p, 10, 10);
+	multi_run(m, 10.);
+	assert_int_equal(m->answers, 0);
+	assert_int_equal(m->fails, 10);
+	assert_int_equal(s->accepts, 3);
+	assert_int_equal(s->max_open, 3);
+	assert_int_equal(s->queries, 6);
+	/* 6 on the wire and 1 waiting for a slot time out; 3 find the
+	 * pool and its wait queue full and fail at once (GW_ENOSPC) */
+	assert_int_equal(metrics(p)->queries, 7);
+	assert_int_equal(metrics(p)->timeouts, 7);
+	assert_int_equal(metrics(p)->errors, 3);
+	multi_free(m);
+	gw_up_pool_free(p);
+	pserv_stop(loop, s);
+	ev_loop_destroy(loop);
+	free(c);
+}
+
+/* A connection closed with queries on it: each is sent again once, on a new
+ * connection, and answered; the close is not a health failure. */
+static void test_upstream_io_pool_conn_dies_reissued(void **state)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	pserv_t *s = pserv_start(loop, P_CLOSE_FIRST);
+	gw_conf_t *c = new_conf(2000, 1);
+	gw_up_pool_t *p;
+	multi_t *m;
+
+	(void)state;
+	add_upstream(c, GW_PROTO_TCP, &s->addr);
+	c->up.max_conns_per_upstream = 1;
+	p = pool_for(loop, c);
+	m = multi_new(loop, p, 3, 3);
+	multi_run(m, 10.);
+	assert_int_equal(m->answers, 3);
+	assert_int_equal(m->fails, 0);
+	assert_int_equal(s->accepts, 2);
+	assert_int_equal(s->queries, 6);
+	assert_false(gw_up_pool_sel(p)->h[0].down);
+	assert_int_equal(gw_up_pool_sel(p)->h[0].fails, 0);
+	multi_free(m);
+	gw_up_pool_free(p);
+	pserv_stop(loop, s);
+	ev_loop_destroy(loop);
+	free(c);
+}
+
+/* Our ID with another question is never handed over: the query times out
+ * (SERVFAIL, EDE 22) and the connection is retired. */
+static void test_upstream_io_pool_wrong_question(void **state)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	pserv_t *s = pserv_start(loop, P_WRONG_QUESTION);
+	gw_conf_t *c = new_conf(200, 1);
+	gw_up_pool_t *p;
+	multi_t *m;
+
+	(void)state;
+	add_upstream(c, GW_PROTO_TCP, &s->addr);
+	p = pool_for(loop, c);
+	m = multi_new(loop, p, 2, 2);
+	multi_run(m, 10.);
+	assert_int_equal(m->answers, 0);
+	assert_int_equal(m->fails, 2);
+	assert_int_equal(m->last_ede, GW_DNS_EDE_NO_REACHABLE_AUTHORITY);
+	assert_int_equal(metrics(p)->ignored, 2);
+	/* nothing live left and it saw no good answer: retired, closed */
+	assert_int_equal(gw_up_conns_open(gw_up_pool_conns(p), 0), 0);
+	multi_free(m);
+	gw_up_pool_free(p);
+	pserv_stop(loop, s);
+	ev_loop_destroy(loop);
+	free(c);
+}
+
+static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)w;
+	(void)revents;
+	ev_break(loop, EVBREAK_ONE);
+}
+
+static void run_for(struct ev_loop *loop, double secs)
+{
+	ev_timer t;
+
+	ev_now_update(loop);
+	ev_timer_init(&t, on_tick, secs, 0.);
+	ev_timer_start(loop, &t);
+	ev_run(loop, 0);
+	ev_timer_stop(loop, &t);
+}
+
+/* Idle connections close after upstream.idle_timeout_ms; a connection is
+ * recycled after upstream.max_queries_per_conn queries. */
+static void test_upstream_io_pool_idle_and_recycle(void **state)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	pserv_t *s = pserv_start(loop, P_ANSWER);
+	gw_conf_t *c = new_conf(2000, 1);
+	gw_up_pool_t *p;
+	multi_t *m;
+
+	(void)state;
+	add_upstream(c, GW_PROTO_TCP, &s->addr);
+	c->up.idle_timeout_ms = 150;
+	c->up.max_queries_per_conn = 10;
+	c->up.max_conns_per_upstream = 1;
+	p = pool_for(loop, c);
+	m = multi_new(loop, p, 25, 1);
+	multi_run(m, 10.);
+	assert_int_equal(m->answers, 25);
+	assert_int_equal(s->accepts, 3); /* 10 + 10 + 5 */
+	assert_int_equal(gw_up_conns_open(gw_up_pool_conns(p), 0), 1);
+	run_for(loop, 0.4);
+	assert_int_equal(gw_up_conns_open(gw_up_pool_conns(p), 0), 0);
+	assert_int_equal(metrics(p)->conns_open, 0);
+	assert_int_equal(metrics(p)->conns_opened, 3);
+	multi_free(m);
+	gw_up_pool_free(p);
+	pserv_stop(loop, s);
+	ev_loop_destroy(loop);
+	free(c);
+}
+
+/* Connection refused: one health failure per connect, a reconnect backoff
+ * that makes further queries fail fast, and the upstream goes down after
+ * `fall` connects failed. */
+static void test_upstream_io_pool_refused_backoff(void **state)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	gw_conf_t *c = new_conf(1000, 2);
+	struct sockaddr_in a = closed_port();
+	gw_up_pool_t *p;
+	multi_t *m;
+
+	(void)state;
+	add_upstream(c, GW_PROTO_TCP, &a);
+	p = pool_for(loop, c);
+	m = multi_new(loop, p, 5, 5);
+	multi_run(m, 10.);
+	assert_int_equal(m->fails, 5);
+	assert_int_equal(m->last_ede, GW_DNS_EDE_NETWORK_ERROR);
+	assert_int_equal(metrics(p)->conn_failures, 1);
+	assert_int_equal(gw_up_pool_sel(p)->h[0].fails, 1);
+	assert_false(gw_up_pool_sel(p)->h[0].down);
+	multi_free(m);
+	/* after the backoff another connect, another failure... */
+	for (int i = 0; i < 2; i++) {
+		run_for(loop, 0.1 * (1 << i) + 0.05);
+		m = multi_new(loop, p, 1, 1);
+		multi_run(m, 10.);
+		assert_int_equal(m->fails, 1);
+		multi_free(m);
+	}
+	assert_int_equal(metrics(p)->conn_failures, 3);
+	assert_true(gw_up_pool_sel(p)->h[0].down);
+	assert_true(metrics(p)->down);
+	gw_up_pool_free(p);
+	ev_loop_destroy(loop);
+	free(c);
+}
+
+/* Queries beyond connections x in-flight wait for a free slot and are all
+ * answered, on no more connections than the cap. */
+static void test_upstream_io_pool_wait_queue_served(void **state)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	pserv_t *s = pserv_start(loop, P_ANSWER);
+	gw_conf_t *c = new_conf(5000, 1);
+	gw_up_pool_t *p;
+	multi_t *m;
+
+	(void)state;
+	add_upstream(c, GW_PROTO_TCP, &s->addr);
+	c->up.max_conns_per_upstream = 2;
+	c->up.max_inflight_per_conn = 5;
+	c->up.max_waiting_per_upstream = 1000;
+	p = pool_for(loop, c);
+	m = multi_new(loop, p, 500, 500);
+	multi_run(m, 20.);
+	assert_int_equal(m->answers, 500);
+	assert_int_equal(s->accepts, 2);
+	assert_false(s->dup_seen);
+	multi_free(m);
+	gw_up_pool_free(p);
+	pserv_stop(loop, s);
+	ev_loop_destroy(loop);
+	free(c);
+}
+
+/* limits.max_waiting_per_client: past it, REFUSED at once (next loop
+ * iteration), and the count goes back down as queries end. */
+static void test_upstream_io_client_cap_refused(void **state)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	pserv_t *s = pserv_start(loop, P_SILENT);
+	gw_conf_t *c = new_conf(300, 1);
+	gw_up_pool_t *p;
+	multi_t *m;
+
+	(void)state;
+	add_upstream(c, GW_PROTO_TCP, &s->addr);
+	c->limits.max_waiting_per_client = 5;
+	p = pool_for(loop, c);
+	m = multi_new(loop, p, 8, 8);
+	m->client.sin_family = AF_INET;
+	m->client.sin_addr.s_addr = htonl(0x7f000002);
+	multi_run(m, 10.);
+	assert_int_equal(m->refused, 3);
+	assert_int_equal(m->fails, 8);
+	assert_int_equal(s->queries, 5);
+	assert_int_equal(gw_up_pool_inflight(p), 0);
+	multi_free(m);
+	/* freed: the same client gets 5 more on the wire */
+	m = multi_new(loop, p, 5, 5);
+	m->client.sin_family = AF_INET;
+	m->client.sin_addr.s_addr = htonl(0x7f000002);
+	multi_run(m, 10.);
+	assert_int_equal(m->refused, 0);
+	multi_free(m);
+	gw_up_pool_free(p);
+	pserv_stop(loop, s);
+	ev_loop_destroy(loop);
+	free(c);
+}
+
+/* Active probes take a silent upstream down (fall) and, once it answers
+ * again, back up (rise), with no client query involved. */
+static void test_upstream_io_probes_rise_fall(void **state)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	pserv_t *s = pserv_start(loop, P_SILENT);
+	gw_conf_t *c = new_conf(100, 1);
+	gw_up_pool_t *p;
+
+	(void)state;
+	add_upstream(c, GW_PROTO_TCP, &s->addr);
+	c->up.probe_interval_ms = 150;
+	c->up.probe_rise = 2;
+	c->up.probe_fall = 2;
+	snprintf(c->up.probe_name, sizeof(c->up.probe_name), "example.test");
+	c->up.probe_type = GW_DNS_T_A;
+	p = pool_for(loop, c);
+	run_for(loop, 1.0);
+	assert_true(gw_up_pool_sel(p)->h[0].down);
+	assert_true(metrics(p)->probes_sent >= 2);
+	assert_true(metrics(p)->probes_failed >= 2);
+	assert_int_equal(gw_up_pool_inflight(p), 0); /* probes not counted */
+	s->mode = P_ANSWER;
+	run_for(loop, 1.2);
+	assert_false(gw_up_pool_sel(p)->h[0].down);
+	gw_up_pool_free(p);
+	pserv_stop(loop, s);
 	ev_loop_destroy(loop);
 	free(c);
 }
@@ -982,6 +1880,22 @@ int main(void)
 		cmocka_unit_test(test_upstream_io_all_down_fails_next_iteration),
 		cmocka_unit_test(test_upstream_io_cancel_and_free),
 		cmocka_unit_test(test_upstream_pool_rejects_unsupported),
+		cmocka_unit_test(test_upstream_policy_round_robin_weighted),
+		cmocka_unit_test(test_upstream_policy_random_weighted),
+		cmocka_unit_test(test_upstream_policy_least_outstanding),
+		cmocka_unit_test(test_upstream_policy_lowest_latency),
+		cmocka_unit_test(test_upstream_probe_rise_fall),
+		cmocka_unit_test(test_upstream_pend_table),
+		cmocka_unit_test(test_upstream_pend_70000_no_reuse),
+		cmocka_unit_test(test_upstream_io_pool_70000_one_conn),
+		cmocka_unit_test(test_upstream_io_pool_grows_to_cap),
+		cmocka_unit_test(test_upstream_io_pool_wait_queue_served),
+		cmocka_unit_test(test_upstream_io_pool_conn_dies_reissued),
+		cmocka_unit_test(test_upstream_io_pool_wrong_question),
+		cmocka_unit_test(test_upstream_io_pool_idle_and_recycle),
+		cmocka_unit_test(test_upstream_io_pool_refused_backoff),
+		cmocka_unit_test(test_upstream_io_client_cap_refused),
+		cmocka_unit_test(test_upstream_io_probes_rise_fall),
 	};
 
 	gw_log_setup(getenv("GW_TEST_DEBUG") ? GW_LOG_DEBUG : GW_LOG_ERROR, 0);
