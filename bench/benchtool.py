@@ -8,6 +8,7 @@ Subcommands:
   rss PID                      print VmRSS of PID in KiB
   idle PORT CERT PID N OUT [LABEL]  open N idle DoT connections, measure PID's RSS
   dnsperf OUT LABEL            parse a dnsperf -v output into OUT (JSON)
+  h2load STDOUT LOG OUT LABEL  parse h2load's summary and --log-file into OUT
   table OUTDIR                 print the side-by-side table from OUTDIR/*.json
 
 Every figure lands as JSON in the run directory, so the table can be
@@ -251,6 +252,76 @@ def cmd_dnsperf(path, out, label):
 	return 0
 
 
+def cmd_h2load(path, log, out, label):
+	"""
+	h2load's summary (stdout) and its --log-file, one line per finished
+	request: start (us since the epoch), HTTP status, duration (us).
+	Percentiles are over the 200 answers; anything started and not
+	answered with 200 counts as lost.
+	"""
+	with open(path, errors="replace") as f:
+		body = f.read()
+	res = {"label": label}
+	m = re.search(r"finished in ([\d.]+)(m?s), ([\d.]+) req/s", body)
+	secs = None
+	if m:
+		secs = float(m.group(1)) / (1000.0 if m.group(2) == "ms" else 1.0)
+	m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, "
+		      r"(\d+) succeeded, (\d+) failed, (\d+) errored, "
+		      r"(\d+) timeout", body)
+	lat, codes = [], {}
+	first, last = None, None
+	try:
+		with open(log) as f:
+			for line in f:
+				p = line.split()
+				if len(p) < 3:
+					continue
+				codes[p[1]] = codes.get(p[1], 0) + 1
+				if p[1] != "200":
+					continue
+				t0, d = int(p[0]), int(p[2])
+				lat.append(d / 1e6)
+				first = t0 if first is None else min(first, t0)
+				last = t0 + d if last is None else max(last, t0 + d)
+	except OSError:
+		pass
+	ok = codes.get("200", 0)
+	# Requests still in flight when a timed run stops are neither answers
+	# nor losses; lost = failed (non-2xx), errored and timed out.
+	res["sent"] = int(m.group(3)) if m else None
+	res["completed"] = ok
+	res["lost"] = (int(m.group(5)) + int(m.group(6)) + int(m.group(7))
+		       if m else None)
+	# Rate over the span from the first request to the last answer: for
+	# -D runs that is the duration; for a timing script it leaves out the
+	# handshakes before the first request.
+	span = (last - first) / 1e6 if lat and last > first else secs
+	res["runtime_s"] = round(span, 3) if span else None
+	res["qps"] = round(ok / span, 1) if span else None
+	res["avg_latency_s"] = (sum(lat) / len(lat)) if lat else None
+	m = re.search(r"time for connect:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)", body)
+	if m:
+		v = float(m.group(1))
+		res["conn_latency_ms"] = round(
+			v / 1000.0 if m.group(2) == "us" else
+			v * 1000.0 if m.group(2) == "s" else v, 1)
+	else:
+		res["conn_latency_ms"] = None
+	lat.sort()
+	for p in (50, 90, 99, 99.9):
+		v = pct(lat, p)
+		res["p%s_ms" % str(p).replace(".", "_")] = (
+			round(v * 1000, 3) if v is not None else None)
+	res["max_ms"] = round(lat[-1] * 1000, 3) if lat else None
+	res["http_status"] = codes
+	with open(out, "w") as f:
+		json.dump(res, f, indent=1)
+	print("%s: %.0f qps, p50 %s ms, p99 %s ms, lost %s" % (
+		label, res["qps"] or 0, res["p50_ms"], res["p99_ms"], res["lost"]))
+	return 0
+
+
 def load_json(d, name):
 	try:
 		with open(os.path.join(d, name)) as f:
@@ -318,7 +389,8 @@ def cmd_table(d):
 			("rss_before_kib", "idle: RSS before (KiB)", 0),
 			("rss_after_kib", "idle: RSS with %s conns (KiB)" % n, 0),
 			("alive", "idle: connections held", 0),
-			("kib_per_conn", "idle: RSS per idle DoT conn (KiB)", 2)):
+			("kib_per_conn", "idle: RSS per idle %s conn (KiB)" %
+			 meta.get("idle_kind", "DoT"), 2)):
 		rows.append((name, {p: idle[p].get(key) for p in peers}, nd, False))
 
 	w0 = max(len(r[0]) for r in rows) + 2
@@ -365,6 +437,8 @@ def main(argv):
 		return cmd_idle(*a)
 	if c == "dnsperf":
 		return cmd_dnsperf(*a)
+	if c == "h2load":
+		return cmd_h2load(*a)
 	if c == "table":
 		return cmd_table(*a)
 	print(__doc__, file=sys.stderr)

@@ -696,11 +696,35 @@ int gw_certs_enable_quic(gw_certs_t *c, char *err, size_t errlen)
 		return GW_ETLS;
 	}
 #ifdef WOLFSSL_EARLY_DATA
-	/* 0-RTT stays off for DoQ too (RFC 9250 4.5 allows it, but replayed
-	 * queries are not worth it; REQUIREMENTS.md: off by default). */
+	/* 0-RTT stays off unless doq.early_data asks for it
+	 * (gw_certs_quic_early_data(): replayable, REQUIREMENTS.md: off by
+	 * default). */
 	wolfSSL_CTX_set_max_early_data(c->ctx, 0);
 #endif
 	c->quic = 1;
+	return 0;
+#endif
+}
+
+int gw_certs_quic_early_data(gw_certs_t *c, char *err, size_t errlen)
+{
+#if !defined(WOLFSSL_QUIC) || !defined(WOLFSSL_EARLY_DATA)
+	snprintf(err, errlen, "wolfSSL was built without QUIC early data");
+	return GW_ETLS;
+#else
+	if (!c->quic) {
+		snprintf(err, errlen, "0-RTT needs a QUIC context");
+		return GW_EINVAL;
+	}
+	/* RFC 9001 4.6.1: a QUIC server's session tickets carry
+	 * max_early_data_size 0xffffffff, never a smaller limit (QUIC flow
+	 * control bounds 0-RTT instead). wolfSSL 5.7.2 returns
+	 * WOLFSSL_SUCCESS (1) with its OpenSSL compatibility layer, else 0;
+	 * errors are negative. */
+	if (wolfSSL_CTX_set_max_early_data(c->ctx, UINT32_MAX) < 0) {
+		snprintf(err, errlen, "cannot enable TLS early data");
+		return GW_ETLS;
+	}
 	return 0;
 #endif
 }

@@ -77,6 +77,14 @@ gw_certs_t *gw_certs_selfsigned(const char *const *alpn, char *err,
  * negotiated no ALPN (RFC 9001 8.1); transports/doq.c does that.
  */
 int gw_certs_enable_quic(gw_certs_t *c, char *err, size_t errlen);
+/*
+ * Accepts 0-RTT on a QUIC context (doq.early_data): session tickets then
+ * allow early data (RFC 9001 4.6.1). Off unless called; transports/doq.c
+ * answers only QUERY from early data. Call after gw_certs_enable_quic(),
+ * before the first connection. 0, GW_EINVAL (not a QUIC context) or
+ * GW_ETLS + err.
+ */
+int gw_certs_quic_early_data(gw_certs_t *c, char *err, size_t errlen);
 /* True once gw_certs_enable_quic() succeeded on c. */
 int gw_certs_is_quic(const gw_certs_t *c);
 

@@ -29,6 +29,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "acl.h"
 #include "error.h"
 #include "log.h"
 
@@ -501,6 +502,17 @@ void gw_conf_defaults(gw_conf_t *c)
 	c->doq.max_streams = 16;
 	c->doq.stream_timeout_ms = 10000;
 	c->doq.retry_threshold = 256;
+	c->doq.early_data = false;
+	c->cache.size_bytes = 32u << 20;
+	c->cache.min_ttl = 0;
+	c->cache.max_ttl = 86400;
+	c->cache.negative_max_ttl = 3600;
+	c->cache.serve_stale = false;
+	c->cache.stale_ttl = 86400;
+	c->policy.slip = 2;
+	c->policy.ratelimit_clients = 65536;
+	c->policy.ecs_ipv4_prefix = 24;
+	c->policy.ecs_ipv6_prefix = 56;
 }
 
 void gw_conf_default_listeners(gw_conf_t *c)
@@ -562,6 +574,25 @@ static const struct range ranges[] = {
 	  1, 3600000 },
 	{ "doq.retry_threshold", offsetof(gw_conf_t, doq.retry_threshold), 0,
 	  1000000 },
+#define CAR(name, lo, hi) \
+	{ "cache." #name, offsetof(gw_conf_t, cache.name), lo, hi }
+	CAR(size_bytes, 0, UINT32_MAX),
+	CAR(min_ttl, 0, 604800),
+	CAR(max_ttl, 1, 604800),
+	CAR(negative_max_ttl, 0, 86400),
+	CAR(stale_ttl, 1, 604800),
+#undef CAR
+#define POL(path, name, lo, hi) \
+	{ "policy." path, offsetof(gw_conf_t, policy.name), lo, hi }
+	POL("ratelimit.qps", qps, 0, 10000000),
+	POL("ratelimit.qps_burst", qps_burst, 0, 10000000),
+	POL("ratelimit.conn_rate", conn_rate, 0, 10000000),
+	POL("ratelimit.conn_burst", conn_burst, 0, 10000000),
+	POL("ratelimit.slip", slip, 0, 100),
+	POL("ratelimit.clients", ratelimit_clients, 64, 16777216),
+	POL("ecs.ipv4_prefix", ecs_ipv4_prefix, 0, 32),
+	POL("ecs.ipv6_prefix", ecs_ipv6_prefix, 0, 128),
+#undef POL
 };
 
 static const struct range *range_find(const char *path)
@@ -649,8 +680,64 @@ static int parse_bool(const char *s)
  */
 enum setting {
 	SET_CERT, SET_KEY, SET_ADMIN, SET_THREADS, SET_LOG_LEVEL,
-	SET_LOG_FORMAT, SET_QUERY_LOG, SET_CA_FILE,
+	SET_LOG_FORMAT, SET_QUERY_LOG, SET_CA_FILE, SET_USER, SET_CACHE_SIZE,
+	SET_BOOTSTRAP,
 };
+
+/* "ADDR" (port 53) or "ADDR:PORT" / "[V6]:PORT" for upstream.bootstrap. */
+static int parse_bootstrap(gw_conf_t *c, const char *v, char *reason,
+			   size_t len)
+{
+	struct sockaddr_storage ss;
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+	socklen_t sl = 0;
+
+	if (strlen(v) >= sizeof(c->up.bootstrap)) {
+		snprintf(reason, len, "too long");
+		return -1;
+	}
+	memset(&ss, 0, sizeof(ss));
+	if (!*v) {
+		/* empty: back to the default (resolv.conf) */
+	} else if (inet_pton(AF_INET, v, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons(53);
+		sl = sizeof(*s4);
+	} else if (inet_pton(AF_INET6, v, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons(53);
+		sl = sizeof(*s6);
+	} else if (gw_conf_parse_addr(v, &ss, &sl, reason, len) < 0) {
+		return -1;
+	}
+	strcpy(c->up.bootstrap, v);
+	c->up.bootstrap_addr = ss;
+	c->up.bootstrap_addrlen = sl;
+	return 0;
+}
+
+/* A user name for --user: what useradd accepts (POSIX portable names plus
+ * a numeric uid), so a typo fails at start-up with a clear message. */
+static int check_user(const char *v, char *reason, size_t len)
+{
+	size_t n = strlen(v);
+	if (n == 0 || n > 32) {
+		snprintf(reason, len, "a user name has 1 to 32 characters");
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char ch = v[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '_' || ch == '.' ||
+		      (ch == '-' && i > 0))) {
+			snprintf(reason, len, "not a user name (letters, "
+				 "digits, '_', '.', '-')");
+			return -1;
+		}
+	}
+	return 0;
+}
 
 static int apply_setting(gw_conf_t *c, enum setting which, const char *v,
 			 const char *what, char *err, size_t errlen)
@@ -673,6 +760,13 @@ static int apply_setting(gw_conf_t *c, enum setting which, const char *v,
 		strcpy(dst, v);
 		return 0;
 	}
+	case SET_BOOTSTRAP:
+		if (parse_bootstrap(c, v, reason, sizeof(reason)) < 0) {
+			seterr(err, errlen, "%s: '%s': %s", what, SHOW(b1, v),
+			       reason);
+			return GW_ECONFIG;
+		}
+		return 0;
 	case SET_ADMIN:
 		if (strlen(v) >= sizeof(c->admin) ||
 		    gw_conf_parse_addr(v, &c->admin_addr, &c->admin_addrlen,
@@ -714,6 +808,18 @@ static int apply_setting(gw_conf_t *c, enum setting which, const char *v,
 		}
 		c->log_format = (gw_log_format_t)x;
 		return 0;
+	case SET_CACHE_SIZE:
+		if (parse_u64(v, &n) < 0) {
+			seterr(err, errlen, "%s: '%s' is not a number of bytes",
+			       what, SHOW(b1, v));
+			return GW_ECONFIG;
+		}
+		if (set_ranged(c, "cache.size_bytes", n, reason,
+			       sizeof(reason)) < 0) {
+			seterr(err, errlen, "%s: %s", what, reason);
+			return GW_ECONFIG;
+		}
+		return 0;
 	case SET_QUERY_LOG:
 		x = parse_bool(v);
 		if (x < 0) {
@@ -722,6 +828,14 @@ static int apply_setting(gw_conf_t *c, enum setting which, const char *v,
 			return GW_ECONFIG;
 		}
 		c->query_log = x;
+		return 0;
+	case SET_USER:
+		if (check_user(v, reason, sizeof(reason)) < 0) {
+			seterr(err, errlen, "%s: '%s': %s", what, SHOW(b1, v),
+			       reason);
+			return GW_ECONFIG;
+		}
+		strcpy(c->user, v);
 		return 0;
 	}
 	return GW_EINVAL;
@@ -738,6 +852,7 @@ struct y_log {
 	char *level;
 	char *format;
 	bool *queries;
+	bool *anonymize;
 };
 
 struct y_probe {
@@ -756,6 +871,7 @@ struct y_upstream {
 	bool *strip_ecs;
 	char *policy;
 	char *ca_file;
+	char *bootstrap;
 	uint32_t *weights;
 	unsigned weights_count;
 	char **pins;
@@ -793,6 +909,54 @@ struct y_doq {
 	uint32_t *max_streams;
 	uint32_t *stream_timeout_ms;
 	uint32_t *retry_threshold;
+	bool *early_data;
+};
+
+struct y_listener_acl {
+	char *listen;
+	char **acl;
+	unsigned acl_count;
+};
+
+struct y_ratelimit {
+	uint32_t *qps;
+	uint32_t *qps_burst;
+	uint32_t *conn_rate;
+	uint32_t *conn_burst;
+	uint32_t *slip;
+	uint32_t *clients;
+};
+
+struct y_ecs {
+	bool *add;
+	uint32_t *ipv4_prefix;
+	uint32_t *ipv6_prefix;
+};
+
+struct y_proxy {
+	char **listeners;
+	unsigned listeners_count;
+	char **trusted;
+	unsigned trusted_count;
+};
+
+struct y_policy {
+	char **acl;
+	unsigned acl_count;
+	struct y_listener_acl *listener_acl;
+	unsigned listener_acl_count;
+	struct y_ratelimit *ratelimit;
+	struct y_ecs *ecs;
+	struct y_proxy *proxy_protocol;
+};
+
+struct y_cache {
+	uint32_t *size_bytes;
+	uint32_t *min_ttl;
+	uint32_t *max_ttl;
+	uint32_t *negative_max_ttl;
+	bool *serve_stale;
+	uint32_t *stale_ttl;
 };
 
 struct y_conf {
@@ -801,11 +965,14 @@ struct y_conf {
 	struct y_tls *tls;
 	char *admin;
 	uint32_t *threads;
+	char *user;
 	struct y_log *log;
 	struct y_upstream *upstream;
 	struct y_limits *limits;
 	struct y_doh *doh;
 	struct y_doq *doq;
+	struct y_policy *policy;
+	struct y_cache *cache;
 };
 
 #define OPT (CYAML_FLAG_OPTIONAL | CYAML_FLAG_POINTER)
@@ -825,6 +992,7 @@ static const cyaml_schema_field_t log_fields[] = {
 	CYAML_FIELD_STRING_PTR("level", OPT, struct y_log, level, 0, 16),
 	CYAML_FIELD_STRING_PTR("format", OPT, struct y_log, format, 0, 16),
 	CYAML_FIELD_BOOL_PTR("queries", OPT, struct y_log, queries),
+	CYAML_FIELD_BOOL_PTR("anonymize", OPT, struct y_log, anonymize),
 	CYAML_FIELD_END
 };
 
@@ -858,6 +1026,8 @@ static const cyaml_schema_field_t upstream_fields[] = {
 			       32),
 	CYAML_FIELD_STRING_PTR("ca_file", OPT, struct y_upstream, ca_file, 0,
 			       PATH_MAX - 1),
+	CYAML_FIELD_STRING_PTR("bootstrap", OPT, struct y_upstream, bootstrap,
+			       0, GW_CONF_MAX_URL - 1),
 	CYAML_FIELD_SEQUENCE("weights", OPT, struct y_upstream, weights,
 			     &weight_schema, 0, GW_CONF_MAX_UPSTREAM),
 	CYAML_FIELD_SEQUENCE("pins", OPT, struct y_upstream, pins,
@@ -912,8 +1082,74 @@ static const cyaml_schema_field_t doq_fields[] = {
 	CYAML_FIELD_UINT_PTR("max_streams", OPT, struct y_doq, max_streams),
 	CYAML_FIELD_UINT_PTR("stream_timeout_ms", OPT, struct y_doq,
 			     stream_timeout_ms),
+	CYAML_FIELD_BOOL_PTR("early_data", OPT, struct y_doq, early_data),
 	CYAML_FIELD_UINT_PTR("retry_threshold", OPT, struct y_doq,
 			     retry_threshold),
+	CYAML_FIELD_END
+};
+
+static const cyaml_schema_value_t acl_rule_schema = {
+	CYAML_VALUE_STRING(CYAML_FLAG_POINTER, char, 1, 80),
+};
+
+static const cyaml_schema_field_t listener_acl_fields[] = {
+	CYAML_FIELD_STRING_PTR("listen", CYAML_FLAG_POINTER,
+			       struct y_listener_acl, listen, 1,
+			       GW_CONF_MAX_URL - 1),
+	CYAML_FIELD_SEQUENCE("acl", CYAML_FLAG_POINTER, struct y_listener_acl,
+			     acl, &acl_rule_schema, 0, GW_CONF_MAX_ACL),
+	CYAML_FIELD_END
+};
+
+static const cyaml_schema_value_t listener_acl_schema = {
+	CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, struct y_listener_acl,
+			    listener_acl_fields),
+};
+
+#define YRL(name) CYAML_FIELD_UINT_PTR(#name, OPT, struct y_ratelimit, name)
+static const cyaml_schema_field_t ratelimit_fields[] = {
+	YRL(qps), YRL(qps_burst), YRL(conn_rate), YRL(conn_burst), YRL(slip),
+	YRL(clients), CYAML_FIELD_END
+};
+#undef YRL
+
+static const cyaml_schema_field_t ecs_fields[] = {
+	CYAML_FIELD_BOOL_PTR("add", OPT, struct y_ecs, add),
+	CYAML_FIELD_UINT_PTR("ipv4_prefix", OPT, struct y_ecs, ipv4_prefix),
+	CYAML_FIELD_UINT_PTR("ipv6_prefix", OPT, struct y_ecs, ipv6_prefix),
+	CYAML_FIELD_END
+};
+
+static const cyaml_schema_field_t proxy_fields[] = {
+	CYAML_FIELD_SEQUENCE("listeners", OPT, struct y_proxy, listeners,
+			     &url_schema, 0, GW_CONF_MAX_PROXY_LISTENERS),
+	CYAML_FIELD_SEQUENCE("trusted", OPT, struct y_proxy, trusted,
+			     &cidr_schema, 0, GW_CONF_MAX_CIDR),
+	CYAML_FIELD_END
+};
+
+static const cyaml_schema_field_t policy_fields[] = {
+	CYAML_FIELD_SEQUENCE("acl", OPT, struct y_policy, acl,
+			     &acl_rule_schema, 0, GW_CONF_MAX_ACL),
+	CYAML_FIELD_SEQUENCE("listener_acl", OPT, struct y_policy,
+			     listener_acl, &listener_acl_schema, 0,
+			     GW_CONF_MAX_ACL_LISTENERS),
+	CYAML_FIELD_MAPPING_PTR("ratelimit", OPT, struct y_policy, ratelimit,
+				ratelimit_fields),
+	CYAML_FIELD_MAPPING_PTR("ecs", OPT, struct y_policy, ecs, ecs_fields),
+	CYAML_FIELD_MAPPING_PTR("proxy_protocol", OPT, struct y_policy,
+				proxy_protocol, proxy_fields),
+	CYAML_FIELD_END
+};
+
+static const cyaml_schema_field_t cache_fields[] = {
+	CYAML_FIELD_UINT_PTR("size_bytes", OPT, struct y_cache, size_bytes),
+	CYAML_FIELD_UINT_PTR("min_ttl", OPT, struct y_cache, min_ttl),
+	CYAML_FIELD_UINT_PTR("max_ttl", OPT, struct y_cache, max_ttl),
+	CYAML_FIELD_UINT_PTR("negative_max_ttl", OPT, struct y_cache,
+			     negative_max_ttl),
+	CYAML_FIELD_BOOL_PTR("serve_stale", OPT, struct y_cache, serve_stale),
+	CYAML_FIELD_UINT_PTR("stale_ttl", OPT, struct y_cache, stale_ttl),
 	CYAML_FIELD_END
 };
 
@@ -924,6 +1160,7 @@ static const cyaml_schema_field_t top_fields[] = {
 	CYAML_FIELD_STRING_PTR("admin", OPT, struct y_conf, admin, 0,
 			       GW_CONF_MAX_URL - 1),
 	CYAML_FIELD_UINT_PTR("threads", OPT, struct y_conf, threads),
+	CYAML_FIELD_STRING_PTR("user", OPT, struct y_conf, user, 0, 64),
 	CYAML_FIELD_MAPPING_PTR("log", OPT, struct y_conf, log, log_fields),
 	CYAML_FIELD_MAPPING_PTR("upstream", OPT, struct y_conf, upstream,
 				upstream_fields),
@@ -931,6 +1168,10 @@ static const cyaml_schema_field_t top_fields[] = {
 				limits_fields),
 	CYAML_FIELD_MAPPING_PTR("doh", OPT, struct y_conf, doh, doh_fields),
 	CYAML_FIELD_MAPPING_PTR("doq", OPT, struct y_conf, doq, doq_fields),
+	CYAML_FIELD_MAPPING_PTR("policy", OPT, struct y_conf, policy,
+				policy_fields),
+	CYAML_FIELD_MAPPING_PTR("cache", OPT, struct y_conf, cache,
+				cache_fields),
 	CYAML_FIELD_END
 };
 
@@ -1482,6 +1723,12 @@ static int apply_upstream_more(struct file_ctx *f, gw_conf_t *c,
 	}
 	if (u->ca_file)
 		strcpy(c->up.ca_file, u->ca_file);
+	if (u->bootstrap &&
+	    parse_bootstrap(c, u->bootstrap, path, sizeof(path)) < 0) {
+		ferr_path(f, "upstream.bootstrap", false, "'%s': %s",
+			  SHOW(b1, u->bootstrap), path);
+		return GW_ECONFIG;
+	}
 	for (unsigned i = 0; u->weights && i < u->weights_count; i++) {
 		if (u->weights[i] < 1 || u->weights[i] > 1000) {
 			snprintf(path, sizeof(path), "upstream.weights[%u]", i);
@@ -1549,6 +1796,117 @@ static int apply_upstream_more(struct file_ctx *f, gw_conf_t *c,
 	return 0;
 }
 
+static int apply_acl(struct file_ctx *f, const char *key, char **rules,
+		     unsigned n, gw_acl_t *acl)
+{
+	char reason[200], path[MAX_YAML_PATH], b1[100];
+
+	for (unsigned i = 0; i < n; i++) {
+		snprintf(path, sizeof(path), "%s[%u]", key, i);
+		if (gw_acl_rule_parse(rules[i], &acl->rule[i], reason,
+				      sizeof(reason)) < 0) {
+			ferr_path(f, path, false, "'%s': %s",
+				  SHOW(b1, rules[i]), reason);
+			return GW_ECONFIG;
+		}
+	}
+	acl->n = n;
+	return 0;
+}
+
+/* The policy: block (docs/policy.md). */
+static int apply_policy(struct file_ctx *f, gw_conf_t *c,
+			const struct y_policy *y)
+{
+	gw_policy_conf_t *pc = &c->policy;
+	char reason[200], path[MAX_YAML_PATH], b1[100];
+	unsigned n;
+	int r;
+
+	if (y->acl && (r = apply_acl(f, "policy.acl", y->acl, y->acl_count,
+				     &pc->acl)) < 0)
+		return r;
+	for (unsigned i = 0; y->listener_acl && i < y->listener_acl_count;
+	     i++) {
+		const struct y_listener_acl *la = &y->listener_acl[i];
+		snprintf(path, sizeof(path), "policy.listener_acl[%u].listen",
+			 i);
+		if (gw_endpoint_parse(la->listen, false,
+				      &pc->listener_acl[i].listen, reason,
+				      sizeof(reason)) < 0) {
+			ferr_path(f, path, false, "'%s': %s",
+				  SHOW(b1, la->listen), reason);
+			return GW_ECONFIG;
+		}
+		snprintf(path, sizeof(path), "policy.listener_acl[%u].acl", i);
+		if ((r = apply_acl(f, path, la->acl, la->acl_count,
+				   &pc->listener_acl[i].acl)) < 0)
+			return r;
+	}
+	if (y->listener_acl)
+		pc->n_listener_acl = y->listener_acl_count;
+	if (y->ratelimit) {
+		const struct y_ratelimit *rl = y->ratelimit;
+		if ((r = apply_u32(f, c, "policy.ratelimit.qps", rl->qps)) < 0 ||
+		    (r = apply_u32(f, c, "policy.ratelimit.qps_burst",
+				   rl->qps_burst)) < 0 ||
+		    (r = apply_u32(f, c, "policy.ratelimit.conn_rate",
+				   rl->conn_rate)) < 0 ||
+		    (r = apply_u32(f, c, "policy.ratelimit.conn_burst",
+				   rl->conn_burst)) < 0 ||
+		    (r = apply_u32(f, c, "policy.ratelimit.slip", rl->slip)) < 0 ||
+		    (r = apply_u32(f, c, "policy.ratelimit.clients",
+				   rl->clients)) < 0)
+			return r;
+	}
+	if (y->ecs) {
+		if (y->ecs->add)
+			pc->ecs_add = *y->ecs->add;
+		if ((r = apply_u32(f, c, "policy.ecs.ipv4_prefix",
+				   y->ecs->ipv4_prefix)) < 0 ||
+		    (r = apply_u32(f, c, "policy.ecs.ipv6_prefix",
+				   y->ecs->ipv6_prefix)) < 0)
+			return r;
+	}
+	if (y->proxy_protocol) {
+		const struct y_proxy *pp = y->proxy_protocol;
+		if (pp->listeners &&
+		    (r = apply_url_list(f, "policy.proxy_protocol.listeners",
+					pp->listeners, pp->listeners_count,
+					false, pc->proxy_listen,
+					&pc->n_proxy_listen)) < 0)
+			return r;
+		for (unsigned i = 0; i < pc->n_proxy_listen; i++) {
+			gw_proto_t pr = pc->proxy_listen[i].proto;
+			if (pr == GW_PROTO_UDP || pr == GW_PROTO_DOQ) {
+				snprintf(path, sizeof(path),
+					 "policy.proxy_protocol.listeners[%u]",
+					 i);
+				ferr_path(f, path, false,
+					  "'%s': PROXY protocol is supported "
+					  "on stream listeners only (tcp, dot, "
+					  "doh, h2c)",
+					  SHOW(b1, pc->proxy_listen[i].url));
+				return GW_ECONFIG;
+			}
+		}
+		n = pp->trusted ? pp->trusted_count : 0;
+		for (unsigned i = 0; i < n; i++) {
+			snprintf(path, sizeof(path),
+				 "policy.proxy_protocol.trusted[%u]", i);
+			if (gw_cidr_parse(pp->trusted[i], &pc->proxy_trusted[i],
+					  reason, sizeof(reason)) < 0) {
+				ferr_path(f, path, false, "'%s': %s",
+					  SHOW(b1, pp->trusted[i]), reason);
+				return GW_ECONFIG;
+			}
+		}
+		if (pp->trusted)
+			pc->n_proxy_trusted = n;
+	}
+	return 0;
+}
+
 static int apply_file(struct file_ctx *f, gw_conf_t *c, const struct y_conf *y)
 {
 	char reason[200], b1[100];
@@ -1580,6 +1938,15 @@ static int apply_file(struct file_ctx *f, gw_conf_t *c, const struct y_conf *y)
 	}
 	if ((r = apply_u32(f, c, "threads", y->threads)) < 0)
 		return r;
+	if (y->user) {
+		/* "" keeps the user dnsgw was started as */
+		if (*y->user && check_user(y->user, reason, sizeof(reason)) < 0) {
+			ferr_path(f, "user", false, "'%s': %s",
+				  SHOW(b1, y->user), reason);
+			return GW_ECONFIG;
+		}
+		strcpy(c->user, y->user);
+	}
 	if (y->log) {
 		if (y->log->level) {
 			int lv = gw_log_level_parse(y->log->level);
@@ -1605,6 +1972,8 @@ static int apply_file(struct file_ctx *f, gw_conf_t *c, const struct y_conf *y)
 		}
 		if (y->log->queries)
 			c->query_log = *y->log->queries;
+		if (y->log->anonymize)
+			c->policy.log_anonymize = *y->log->anonymize;
 	}
 	if (y->upstream) {
 		const struct y_upstream *u = y->upstream;
@@ -1667,6 +2036,22 @@ static int apply_file(struct file_ctx *f, gw_conf_t *c, const struct y_conf *y)
 		    (r = apply_u32(f, c, "doq.retry_threshold",
 				   q->retry_threshold)) < 0)
 			return r;
+		if (q->early_data)
+			c->doq.early_data = *q->early_data;
+	}
+	if (y->policy && (r = apply_policy(f, c, y->policy)) < 0)
+		return r;
+	if (y->cache) {
+		const struct y_cache *k = y->cache;
+		if ((r = apply_u32(f, c, "cache.size_bytes", k->size_bytes)) < 0 ||
+		    (r = apply_u32(f, c, "cache.min_ttl", k->min_ttl)) < 0 ||
+		    (r = apply_u32(f, c, "cache.max_ttl", k->max_ttl)) < 0 ||
+		    (r = apply_u32(f, c, "cache.negative_max_ttl",
+				   k->negative_max_ttl)) < 0 ||
+		    (r = apply_u32(f, c, "cache.stale_ttl", k->stale_ttl)) < 0)
+			return r;
+		if (k->serve_stale)
+			c->cache.serve_stale = *k->serve_stale;
 	}
 	return 0;
 }
@@ -1750,6 +2135,9 @@ static const struct {
 	{ "DNSGW_LOG_LEVEL", SET_LOG_LEVEL },
 	{ "DNSGW_LOG_FORMAT", SET_LOG_FORMAT },
 	{ "DNSGW_QUERY_LOG", SET_QUERY_LOG },
+	{ "DNSGW_CACHE_SIZE", SET_CACHE_SIZE },
+	{ "DNSGW_USER", SET_USER },
+	{ "DNSGW_BOOTSTRAP", SET_BOOTSTRAP },
 };
 
 #define N_ENV (sizeof(env_vars) / sizeof(env_vars[0]))
@@ -1885,7 +2273,10 @@ enum {
 	OPT_LOG_LEVEL,
 	OPT_LOG_FORMAT,
 	OPT_CA_FILE,
-	OPT_QUERY_LOG,
+	OPT_USER,
+	OPT_CACHE_SIZE,
+	OPT_BOOTSTRAP,
+	OPT_QUERY_LOG, /* last: no argument */
 };
 
 static const struct option long_opts[] = {
@@ -1903,6 +2294,9 @@ static const struct option long_opts[] = {
 	{ "log-format", required_argument, NULL, OPT_LOG_FORMAT },
 	{ "query-log", no_argument, NULL, OPT_QUERY_LOG },
 	{ "ca-file", required_argument, NULL, OPT_CA_FILE },
+	{ "cache-size", required_argument, NULL, OPT_CACHE_SIZE },
+	{ "user", required_argument, NULL, OPT_USER },
+	{ "bootstrap", required_argument, NULL, OPT_BOOTSTRAP },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -2058,6 +2452,9 @@ static int apply_flags(gw_conf_t *c, const struct flag_set *fl, char *err,
 		[OPT_LOG_FORMAT - OPT_CERT] = SET_LOG_FORMAT,
 		[OPT_QUERY_LOG - OPT_CERT] = SET_QUERY_LOG,
 		[OPT_CA_FILE - OPT_CERT] = SET_CA_FILE,
+		[OPT_CACHE_SIZE - OPT_CERT] = SET_CACHE_SIZE,
+		[OPT_USER - OPT_CERT] = SET_USER,
+		[OPT_BOOTSTRAP - OPT_CERT] = SET_BOOTSTRAP,
 	};
 	char name[40];
 	int r;
@@ -2306,6 +2703,12 @@ int gw_conf_build(gw_conf_t *c, int argc, char **argv, char **envp,
 		r = GW_ECONFIG;
 		goto out;
 	}
+	if (c->cache.min_ttl > c->cache.max_ttl) {
+		seterr(err, errlen, "cache.min_ttl (%u) is above cache.max_ttl "
+		       "(%u)", c->cache.min_ttl, c->cache.max_ttl);
+		r = GW_ECONFIG;
+		goto out;
+	}
 	if (c->n_listen == 0)
 		gw_conf_default_listeners(c);
 	if (c->n_upstream == 0) {
@@ -2362,11 +2765,16 @@ void gw_conf_usage(FILE *out)
 "      --key FILE        TLS private key (PEM)\n"
 "      --ca-file FILE    CA bundle for tls:// upstreams (default the\n"
 "                        system's /etc/ssl/certs/ca-certificates.crt)\n"
+"      --bootstrap ADDR[:PORT]  resolver for host names in upstream URLs\n"
+"                        (default the first nameserver of resolv.conf)\n"
 "      --admin ADDR:PORT serve /metrics, /healthz, /readyz (default off)\n"
 "      --threads N       worker threads (default 0 = number of CPUs)\n"
+"      --user NAME       run as NAME once listeners are bound (needs root)\n"
 "      --log-level L     error, warn, info (default) or debug\n"
 "      --log-format F    logfmt (default) or json\n"
 "      --query-log       log every query (off by default)\n"
+"      --cache-size N    response cache bytes, all workers together\n"
+"                        (default 33554432; 0 turns the cache off)\n"
 "\n"
 "IPv6 addresses go in brackets: dot://[::1]:853. Default ports: udp/tcp 53,\n"
 "dot/tls/doq/quic 853, doh/https 443, h2c 80. Default DoH path: /dns-query.\n"
@@ -2375,9 +2783,11 @@ void gw_conf_usage(FILE *out)
 "  DNSGW_CONFIG      like -c (the flag wins)\n"
 "  DNSGW_LISTEN      listener URLs, separated by commas or spaces\n"
 "  DNSGW_UPSTREAM    upstream URLs, separated by commas or spaces\n"
-"  DNSGW_CERT, DNSGW_KEY, DNSGW_ADMIN, DNSGW_THREADS,\n"
+"  DNSGW_CERT, DNSGW_KEY, DNSGW_ADMIN, DNSGW_THREADS, DNSGW_USER,\n"
 "  DNSGW_LOG_LEVEL, DNSGW_LOG_FORMAT   like the flags\n"
 "  DNSGW_QUERY_LOG   true or false\n"
+"  DNSGW_CACHE_SIZE  like --cache-size\n"
+"  DNSGW_BOOTSTRAP   like --bootstrap\n"
 "\n"
 "Example:\n"
 "  dnsgw --listen dot://0.0.0.0:853 --listen doh://0.0.0.0:443/dns-query \\\n"

@@ -77,6 +77,8 @@ typedef struct gw_doq_conf {
 	uint32_t stream_timeout_ms; /* 10000: a stream without FIN is reaped */
 	uint32_t retry_threshold;   /* 256: "auto" Retries past this many
 				     * handshakes in progress per worker */
+	bool early_data;            /* false: 0-RTT refused; true: accepted,
+				     * QUERY only (RFC 9250 4.5, docs/doq.md) */
 } gw_doq_conf_t;
 
 /* Limits of REQUIREMENTS.md; times in milliseconds. */
@@ -93,6 +95,64 @@ typedef struct gw_limits_conf {
 	uint32_t drain_timeout_ms;         /* 5000: SIGTERM deadline */
 	uint32_t doh_idle_timeout_ms;      /* 30000: DoH idle, then GOAWAY */
 } gw_limits_conf_t;
+
+/* Policy (gateway/acl.h, gateway/ratelimit.h, gateway/policy.h,
+ * docs/policy.md). */
+#define GW_CONF_MAX_ACL 32          /* rules per list */
+#define GW_CONF_MAX_ACL_LISTENERS 8 /* per-listener overrides */
+#define GW_CONF_MAX_PROXY_LISTENERS 8
+
+/* One ACL rule: "allow NET" or "deny NET"; NET "all" matches every address
+ * (net.addr.ss_family AF_UNSPEC). */
+typedef struct gw_acl_rule {
+	gw_cidr_t net;
+	bool allow;
+} gw_acl_rule_t;
+
+/* First matching rule wins; no match (or no rules) allows. */
+typedef struct gw_acl {
+	gw_acl_rule_t rule[GW_CONF_MAX_ACL];
+	unsigned n;
+} gw_acl_t;
+
+typedef struct gw_policy_conf {
+	gw_acl_t acl; /* every listener without an override */
+	struct {
+		gw_endpoint_t listen; /* matched by scheme and address */
+		gw_acl_t acl;
+	} listener_acl[GW_CONF_MAX_ACL_LISTENERS];
+	unsigned n_listener_acl;
+	/* token buckets per client address, per worker; 0 = off */
+	uint32_t qps;            /* 0: queries per second per client */
+	uint32_t qps_burst;      /* 0: = qps */
+	uint32_t conn_rate;      /* 0: new connections per second per client */
+	uint32_t conn_burst;     /* 0: = conn_rate */
+	uint32_t slip;           /* 2: UDP over the limit: every Nth gets
+				  * REFUSED, the rest dropped; 0 = drop all */
+	uint32_t ratelimit_clients; /* 65536: table entries per worker */
+	/* RFC 7871 client subnet added to upstream queries */
+	bool ecs_add;             /* false */
+	uint32_t ecs_ipv4_prefix; /* 24 */
+	uint32_t ecs_ipv6_prefix; /* 56 */
+	bool log_anonymize;       /* false: log.anonymize */
+	/* PROXY protocol v2 (transports/proxy2.h) on these stream listeners,
+	 * required from the trusted peers, not accepted from others */
+	gw_endpoint_t proxy_listen[GW_CONF_MAX_PROXY_LISTENERS];
+	unsigned n_proxy_listen;
+	gw_cidr_t proxy_trusted[GW_CONF_MAX_CIDR];
+	unsigned n_proxy_trusted;
+} gw_policy_conf_t;
+
+/* Response cache (gateway/cache.h, docs/cache.md); TTLs in seconds. */
+typedef struct gw_cache_conf {
+	uint32_t size_bytes;       /* 33554432 (32 MiB) for the whole process,
+				    * split evenly over the workers; 0 = off */
+	uint32_t min_ttl;          /* 0: lifetime floor */
+	uint32_t max_ttl;          /* 86400: positive answers' cap */
+	uint32_t negative_max_ttl; /* 3600: NXDOMAIN/NODATA cap (RFC 2308) */
+	bool serve_stale;          /* false: RFC 8767 when upstreams fail */
+	uint32_t stale_ttl;        /* 86400: how long past expiry */
+} gw_cache_conf_t;
 
 /* How the upstream pool picks a resolver (upstream/select.h). */
 typedef enum gw_up_policy {
@@ -126,6 +186,11 @@ typedef struct gw_upstream_conf {
 	uint32_t probe_rise;             /* 2 probes answered -> up */
 	uint32_t probe_fall;             /* 3 failures -> down */
 	uint32_t max_waiting_per_upstream; /* 0 = conns x inflight */
+	/* resolver for host names in upstream URLs: "ADDR[:PORT]" (port 53),
+	 * "" = the first nameserver of /etc/resolv.conf */
+	char bootstrap[GW_CONF_MAX_URL];
+	struct sockaddr_storage bootstrap_addr; /* bootstrap parsed */
+	socklen_t bootstrap_addrlen;            /* 0 when unset */
 } gw_upstream_conf_t;
 
 typedef struct gw_conf {
@@ -139,6 +204,7 @@ typedef struct gw_conf {
 	struct sockaddr_storage admin_addr; /* admin parsed */
 	socklen_t admin_addrlen;            /* 0 when admin is off */
 	unsigned threads;            /* 0 = number of CPUs */
+	char user[GW_CONF_MAX_NAME]; /* run as this user once bound; "" = stay */
 	int log_level;               /* GW_LOG_* of log.h */
 	gw_log_format_t log_format;
 	bool query_log;
@@ -146,6 +212,8 @@ typedef struct gw_conf {
 	gw_upstream_conf_t up;
 	gw_doh_conf_t doh;
 	gw_doq_conf_t doq;
+	gw_cache_conf_t cache;
+	gw_policy_conf_t policy;
 	char config_file[PATH_MAX]; /* the -c file, empty if none */
 } gw_conf_t;
 

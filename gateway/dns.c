@@ -470,8 +470,8 @@ int gw_dns_finish_answer(uint8_t *buf, size_t len, size_t cap,
 		}
 		opt_off = m->opt_off;
 		size_t rd = opt_off + OPT_FIXED_LEN;
-		n = rd + filter_options(buf + rd, buf, rd, m->opt_end, false,
-					&nopts);
+		n = rd + filter_options(buf + rd, buf, rd, m->opt_end,
+					o->strip_ecs, &nopts);
 		gw_dns_put16(buf + opt_off + 9, (uint16_t)(n - rd));
 		gw_dns_put16(buf + 10, arcount);
 	}
@@ -677,4 +677,36 @@ void gw_dns_name_to_text(const uint8_t *wire, size_t len, char *out,
 #undef EMIT
 done:
 	out[w] = '\0';
+}
+
+int gw_dns_add_ecs(uint8_t *msg, size_t len, size_t cap, int family,
+		   const uint8_t *addr, unsigned prefix)
+{
+	gw_dns_msg_t m;
+	size_t alen = family == 1 ? 4 : 16;
+
+	if ((family != 1 && family != 2) || prefix > alen * 8)
+		return GW_EINVAL;
+	if (gw_dns_parse(msg, len, &m) < 0)
+		return GW_EMALFORMED;
+	if (!m.has_opt || m.has_ecs || m.opt_end != m.end)
+		return (int)m.end;
+	/* RFC 7871 6: ADDRESS is cut to the prefix, whole octets, and the
+	 * bits past SOURCE PREFIX-LENGTH are zero. */
+	size_t nb = (prefix + 7) / 8, olen = 4 + nb;
+	size_t rdlen = gw_dns_get16(msg + m.opt_off + 9);
+	if (m.end + 4 + olen > cap || m.end + 4 + olen > GW_DNS_MAX_MSG ||
+	    rdlen + 4 + olen > UINT16_MAX)
+		return GW_ETOOBIG;
+	uint8_t *p = msg + m.end;
+	gw_dns_put16(p, GW_DNS_OPT_ECS);
+	gw_dns_put16(p + 2, (uint16_t)olen);
+	gw_dns_put16(p + 4, (uint16_t)family);
+	p[6] = (uint8_t)prefix;
+	p[7] = 0; /* SCOPE PREFIX-LENGTH: 0 in queries */
+	memcpy(p + 8, addr, nb);
+	if (prefix % 8)
+		p[8 + nb - 1] &= (uint8_t)(0xff << (8 - prefix % 8));
+	gw_dns_put16(msg + m.opt_off + 9, (uint16_t)(rdlen + 4 + olen));
+	return (int)(m.end + 4 + olen);
 }

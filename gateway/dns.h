@@ -148,6 +148,8 @@ typedef struct gw_dns_answer_opts {
 	int keepalive_100ms;/* >= 0: add edns-tcp-keepalive with this timeout */
 	size_t max_len;     /* UDP: client's payload size; truncate with TC=1 past
 			     * it. 0 = no limit (streams). */
+	bool strip_ecs;     /* remove client-subnet: the gateway added it, the
+			     * client did not ask (RFC 7871 7.2.2) */
 } gw_dns_answer_opts_t;
 
 /*
@@ -185,6 +187,24 @@ int gw_dns_make_error(const gw_dns_msg_t *q, int rcode, int ede,
  * ASCII case (RFC 4343). Used to ignore spoofed or stale upstream answers.
  */
 bool gw_dns_answer_matches(const gw_dns_msg_t *q, const gw_dns_msg_t *a);
+
+/* Room an option added by gw_dns_add_ecs() takes at most: option header,
+ * family, prefix lengths and an IPv6 address (RFC 7871 6). */
+#define GW_DNS_ECS_MAX_LEN (4 + 4 + 16)
+
+/*
+ * Adds an EDNS Client Subnet option (RFC 7871 6) to a query of len bytes in
+ * msg (cap bytes of room): family 1 with a 4-byte addr or family 2 with a
+ * 16-byte addr, cut to prefix bits (the bytes past the prefix left out, the
+ * bits past it zeroed), scope 0. Only a query whose OPT is its last record
+ * and carries no ECS yet is changed; any other (no EDNS, the client's own
+ * ECS, a TSIG after the OPT that a change would break) comes back as is.
+ * Trailing bytes after the last record are dropped. Returns the new length,
+ * GW_ETOOBIG when cap (or 65535) is too small, GW_EMALFORMED when msg does
+ * not parse, GW_EINVAL for a bad family or prefix.
+ */
+int gw_dns_add_ecs(uint8_t *msg, size_t len, size_t cap, int family,
+		   const uint8_t *addr, unsigned prefix);
 
 /* Writes the qname as presentation text ("example.test.") for logs. */
 void gw_dns_name_to_text(const uint8_t *wire, size_t len, char *out,

@@ -22,9 +22,13 @@
 
 #include "certs/certs.h"
 #include "gateway/config.h"
+#include "gateway/admin.h"
 #include "gateway/connlimit.h"
 #include "gateway/error.h"
 #include "gateway/log.h"
+#include "gateway/privdrop.h"
+#include "gateway/reload.h"
+#include "gateway/sdnotify.h"
 #include "gateway/worker.h"
 
 extern char **environ;
@@ -57,7 +61,7 @@ static void print_version(void)
 	printf("libev %d.%d\n", ev_version_major(), ev_version_minor());
 	printf("libcyaml %s\n", cyaml_version_str);
 	printf("transports: dot doq doh h2c udp tcp\n");
-	printf("upstreams: udp tcp tls\n");
+	printf("upstreams: udp tcp tls https quic\n");
 }
 
 static const char *proto_name(gw_proto_t p)
@@ -192,6 +196,10 @@ static int load_certs(const gw_conf_t *c, gw_certs_t **certs, char *err,
 		if (c->listen[i].proto == GW_PROTO_DOQ &&
 		    gw_certs_enable_quic(certs[i], err, errlen) < 0)
 			return -1;
+		/* doq.early_data: 0-RTT accepted (QUERY only, doq.c) */
+		if (c->listen[i].proto == GW_PROTO_DOQ && c->doq.early_data &&
+		    gw_certs_quic_early_data(certs[i], err, errlen) < 0)
+			return -1;
 	}
 	/* -t with --cert but no TLS listener still checks the pair */
 	if (c->cert_file[0] && !first_certs(c, certs)) {
@@ -214,7 +222,9 @@ int main(int argc, char **argv)
 	static gw_certs_t *certs[GW_CONF_MAX_LISTEN];
 	gw_connlimit_t *cl = NULL;
 	gw_worker_t *workers = NULL;
+	gw_admin_t *admin = NULL;
 	unsigned started = 0;
+	static gw_reload_t reload = { .sigfd = -1, .inofd = -1 };
 
 	if (gw_conf_build(&conf, argc, argv, environ, "/etc/resolv.conf",
 			  &action, err, sizeof(err)) < 0) {
@@ -238,6 +248,11 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (action == GW_ACTION_CHECK) {
+		if (gw_privdrop_check(conf.user, err, sizeof(err)) < 0) {
+			fprintf(stderr, "dnsgw: %s\n", err);
+			rc = EXIT_CONFIG;
+			goto out;
+		}
 		printf("%s: configuration ok\n",
 		       conf.config_file[0] ? conf.config_file : "dnsgw");
 		goto out;
@@ -269,6 +284,35 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
+	/* The admin port binds now too, before privileges go; it serves
+	 * once the workers run (so "ready" means listeners bound). Off unless
+	 * asked for, zero-config included: a fixed port could clash with
+	 * another service (9153 is CoreDNS's) and fail the demo run. */
+	gw_admin_note_certs(certs, conf.n_listen);
+	if (conf.admin_addrlen) {
+		admin = gw_admin_new(&conf, workers, conf.threads, err,
+				     sizeof(err));
+		if (!admin) {
+			fprintf(stderr, "dnsgw: %s\n", err);
+			rc = EXIT_BIND;
+			goto out;
+		}
+	}
+	/* Watches need the rights we still have; then give up root now that
+	 * every socket is bound and every certificate file read. */
+	reload = (gw_reload_t){ .conf = &conf, .certs = certs,
+				.workers = workers, .n_workers = conf.threads,
+				.build = load_certs, .argc = argc, .argv = argv,
+				.envp = environ, .resolv_conf = "/etc/resolv.conf" };
+	int pr = gw_reload_init(&reload, &sigs, err, sizeof(err));
+	if (pr == 0)
+		pr = gw_privdrop(conf.user, err, sizeof(err));
+	if (pr < 0) {
+		fprintf(stderr, "dnsgw: %s\n", err);
+		/* an unknown user is a configuration error */
+		rc = pr == GW_EINVAL ? EXIT_CONFIG : EXIT_RUNTIME;
+		goto out;
+	}
 	for (; started < conf.threads; started++) {
 		if (gw_worker_start(&workers[started]) < 0) {
 			fprintf(stderr, "dnsgw: cannot start worker threads\n");
@@ -276,23 +320,23 @@ int main(int argc, char **argv)
 			goto stop;
 		}
 	}
+	if (admin && gw_admin_start(admin) < 0) {
+		fprintf(stderr, "dnsgw: cannot start the admin thread\n");
+		rc = EXIT_RUNTIME;
+		goto stop;
+	}
 	print_banner(&conf, first_certs(&conf, certs));
+	if (admin)
+		printf("  admin: curl http://%s/metrics (also /healthz, /readyz)\n",
+		       conf.admin);
+	fflush(stdout);
 	char nthreads[16];
 	snprintf(nthreads, sizeof(nthreads), "%u", conf.threads);
 	gw_log(GW_LOG_INFO, "main", "ready", "threads", nthreads, NULL);
+	gw_sd_notify("READY=1");
 
-	for (;;) {
-		int sig = 0;
-		if (sigwait(&sigs, &sig) != 0)
-			continue;
-		if (sig == SIGHUP) {
-			gw_log(GW_LOG_INFO, "main",
-			       "SIGHUP ignored: reload is not implemented yet",
-			       NULL);
-			continue;
-		}
-		break;
-	}
+	gw_reload_run(&reload); /* until SIGTERM or SIGINT */
+	gw_sd_notify("STOPPING=1");
 	gw_log(GW_LOG_INFO, "main", "draining", NULL);
 stop:
 	for (unsigned i = 0; i < started; i++)
@@ -300,10 +344,12 @@ stop:
 	for (unsigned i = 0; i < started; i++)
 		gw_worker_join(&workers[i]);
 out:
+	gw_admin_free(admin); /* after the join: /readyz said 503 meanwhile */
 	if (workers)
 		for (unsigned i = 0; i < conf.threads; i++)
 			gw_worker_deinit(&workers[i]);
 	free(workers);
+	gw_reload_deinit(&reload);
 	gw_connlimit_free(cl);
 	for (unsigned i = 0; i < conf.n_listen; i++)
 		gw_certs_unref(certs[i]);

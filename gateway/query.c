@@ -3,11 +3,14 @@
  */
 #include "query.h"
 
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "gateway/cache.h"
 #include "gateway/error.h"
 #include "gateway/log.h"
+#include "gateway/policy.h"
 #include "gateway/worker.h"
 #include "upstream/upstream.h"
 
@@ -48,7 +51,7 @@ static void deliver(gw_query_t *q, const uint8_t *msg, size_t len)
 
 	if (len > GW_DNS_MAX_MSG || gw_dns_parse(msg, len, &am) < 0)
 		goto servfail;
-	memcpy(buf, msg, len);
+	memmove(buf, msg, len); /* a cache hit is already in buf */
 
 	gw_dns_answer_opts_t o = {
 		.id = q->msg.id,
@@ -56,6 +59,7 @@ static void deliver(gw_query_t *q, const uint8_t *msg, size_t len)
 		.pad = q->encrypted && q->msg.has_padding,
 		.keepalive_100ms = -1,
 		.max_len = 0,
+		.strip_ecs = q->ecs_added,
 	};
 	/* RFC 7828 3.3.2: answer keepalive on streams when the client asked */
 	if (q->stream && q->msg.has_keepalive &&
@@ -69,6 +73,10 @@ static void deliver(gw_query_t *q, const uint8_t *msg, size_t len)
 	n = gw_dns_finish_answer(buf, len, sizeof(w->answer_buf), &am, &o);
 	if (n < 0)
 		goto servfail;
+	gw_wm_response(&w->metrics, q->transport, GW_DNS_RCODE(buf[3]),
+		       gw_worker_now(w) - q->t_start);
+	if (w->conf->query_log)
+		gw_policy_log_query(q, buf, (size_t)n);
 	q->ops->on_answer(q, buf, (size_t)n);
 	query_free(q);
 	return;
@@ -79,9 +87,50 @@ servfail:
 			      sizeof(w->answer_buf));
 	if (n > 0) {
 		gw_dns_put16(buf, q->msg.id);
+		gw_wm_response(&w->metrics, q->transport, GW_DNS_SERVFAIL,
+			       gw_worker_now(w) - q->t_start);
+		if (w->conf->query_log)
+			gw_policy_log_query(q, buf, (size_t)n);
 		q->ops->on_answer(q, buf, (size_t)n);
 	}
 	query_free(q);
+}
+
+/* The cache key of q when q may use the cache: not when it is off, nor when
+ * the client's EDNS Client Subnet goes upstream (an answer for one subnet,
+ * RFC 7871 7.3; ECS is stripped by default, and then the answer is shared).
+ */
+static bool cache_key(gw_query_t *q, gw_cache_key_t *k)
+{
+	gw_worker_t *w = q->worker;
+
+	/* policy.ecs.add: answers are per client subnet, not shared */
+	if (!w->cache || (q->msg.has_ecs && !w->conf->up.strip_ecs) ||
+	    w->conf->policy.ecs_add)
+		return false;
+	return gw_cache_key_make(k, &q->msg, q->stream) == 0;
+}
+
+/* Answers q from the cache (stale: RFC 8767, after upstreams failed) through
+ * the same finish path as an upstream answer. True when q is answered. */
+static bool cache_try(gw_query_t *q, bool stale)
+{
+	gw_worker_t *w = q->worker;
+	gw_cache_key_t k;
+	int n;
+
+	if (!cache_key(q, &k))
+		return false;
+	n = stale ? gw_cache_lookup_stale(w->cache, &k, gw_worker_now(w),
+					  w->answer_buf,
+					  sizeof(w->answer_buf))
+		  : gw_cache_lookup(w->cache, &k, gw_worker_now(w),
+				    w->answer_buf, sizeof(w->answer_buf));
+	if (n <= 0)
+		return false;
+	q->cache_hit = true;
+	deliver(q, w->answer_buf, (size_t)n);
+	return true;
 }
 
 void gw_query_answer_local(gw_query_t *q, int rcode, int ede,
@@ -97,14 +146,61 @@ void gw_query_answer_local(gw_query_t *q, int rcode, int ede,
 	deliver(q, tmp, (size_t)n);
 }
 
+/* policy.ecs.add: the client's subnet, cut to the configured prefix,
+ * goes upstream (RFC 7871 7.1.1: a forwarder may add one). */
+static void add_client_subnet(gw_query_t *q, size_t cap)
+{
+	const gw_policy_conf_t *pc = &q->worker->conf->policy;
+	const struct sockaddr_storage *a = &q->client_addr;
+	const uint8_t *ip;
+	int fam, n;
+	unsigned prefix;
+
+	if (a->ss_family == AF_INET) {
+		ip = (const uint8_t *)&((const struct sockaddr_in *)a)->sin_addr;
+		fam = 1;
+		prefix = pc->ecs_ipv4_prefix;
+	} else if (a->ss_family == AF_INET6) {
+		ip = ((const struct sockaddr_in6 *)a)->sin6_addr.s6_addr;
+		fam = 2;
+		prefix = pc->ecs_ipv6_prefix;
+		if (IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)ip)) {
+			ip += 12;
+			fam = 1;
+			prefix = pc->ecs_ipv4_prefix;
+		}
+	} else {
+		return;
+	}
+	n = gw_dns_add_ecs(q->wire, q->wire_len, cap, fam, ip, prefix);
+	if (n > 0 && (size_t)n != q->wire_len) {
+		q->wire_len = (size_t)n;
+		q->ecs_added = true;
+	}
+}
+
 void gw_query_start(gw_query_t *q, const uint8_t *msg, size_t len)
 {
 	gw_worker_t *w = q->worker;
 
+	/* Queries per second per client, before any work (policy.h). */
+	int verdict = gw_policy_query(w, q);
+	if (verdict != GW_POLICY_PASS) {
+		(void)gw_dns_parse(msg, len, &q->msg); /* the header suffices */
+		if (verdict == GW_POLICY_DROP) {
+			query_free(q); /* UDP only: no per-query client state */
+			return;
+		}
+		gw_query_answer_local(q, GW_DNS_REFUSED, GW_DNS_EDE_OTHER,
+				      "rate limited");
+		return;
+	}
 	if (gw_dns_parse(msg, len, &q->msg) < 0) {
+		gw_wm_request(&w->metrics, q->transport, 0);
 		gw_query_answer_local(q, GW_DNS_FORMERR, -1, NULL);
 		return;
 	}
+	gw_wm_request(&w->metrics, q->transport, q->msg.qtype);
 	gw_dns_msg_t check = q->msg;
 	/* RFC 7828 3.2.1: over UDP the option is ignored, not an error */
 	if (!q->stream)
@@ -120,7 +216,9 @@ void gw_query_start(gw_query_t *q, const uint8_t *msg, size_t len)
 		gw_query_answer_local(q, GW_DNS_NOTIMP, -1, NULL);
 		return;
 	}
-	q->wire = malloc(len);
+	if (cache_try(q, false))
+		return;
+	q->wire = malloc(len + GW_DNS_ECS_MAX_LEN);
 	if (!q->wire) {
 		gw_query_answer_local(q, GW_DNS_SERVFAIL, GW_DNS_EDE_OTHER,
 				      "out of memory");
@@ -133,6 +231,8 @@ void gw_query_start(gw_query_t *q, const uint8_t *msg, size_t len)
 		return;
 	}
 	q->wire_len = (size_t)n;
+	if (w->conf->policy.ecs_add)
+		add_client_subnet(q, len + GW_DNS_ECS_MAX_LEN);
 	gw_up_pool_send(w->pool, q);
 }
 
@@ -145,10 +245,16 @@ void gw_query_cancel(gw_query_t *q)
 
 void gw_query_answer(gw_query_t *q, const uint8_t *msg, size_t len)
 {
+	gw_cache_key_t k;
+	if (cache_key(q, &k))
+		(void)gw_cache_insert(q->worker->cache, &k, msg, len,
+				      gw_worker_now(q->worker));
 	deliver(q, msg, len);
 }
 
 void gw_query_fail(gw_query_t *q, int ede, const char *ede_text)
 {
+	if (cache_try(q, true))
+		return;
 	gw_query_answer_local(q, GW_DNS_SERVFAIL, ede, ede_text);
 }

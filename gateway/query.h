@@ -56,6 +56,10 @@ struct gw_query {
 	size_t wire_len;
 
 	double t_start; /* worker clock at arrival */
+	const char *upstream; /* URL of the upstream that answered (conf's),
+			       * NULL for local answers: for the query log */
+	bool cache_hit;       /* answered from the cache: for the query log */
+	bool ecs_added;       /* policy.ecs.add put a client subnet upstream */
 
 	/* upstream side (owned by upstream/): pending state, attempt count */
 	void *up_ctx;

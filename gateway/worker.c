@@ -6,12 +6,16 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "gateway/cache.h"
 #include "gateway/error.h"
 #include "gateway/log.h"
+#include "gateway/policy.h"
 #include "transports/do53.h"
 #include "transports/doh.h"
 #include "transports/doq.h"
@@ -124,6 +128,36 @@ int gw_worker_init(gw_worker_t *w, unsigned id, const gw_conf_t *conf,
 	w->pool = gw_up_pool_new(w->loop, conf, err, errlen);
 	if (!w->pool)
 		return GW_ECONFIG;
+	if (gw_policy_check_conf(conf, err, errlen) < 0)
+		return GW_ECONFIG;
+	w->policy = gw_policy_new(w);
+	if (!w->policy) {
+		snprintf(err, errlen, "out of memory");
+		return GW_ENOMEM;
+	}
+	if (conf->cache.size_bytes > 0) {
+		/* The configured size is for the process: each worker has
+		 * its own cache (no locks), so each gets an equal share. */
+		uint64_t seed = 0;
+		gw_cache_params_t cp = {
+			.max_bytes = conf->cache.size_bytes /
+				     (conf->threads ? conf->threads : 1),
+			.min_ttl = conf->cache.min_ttl,
+			.max_ttl = conf->cache.max_ttl,
+			.negative_max_ttl = conf->cache.negative_max_ttl,
+			.serve_stale = conf->cache.serve_stale,
+			.stale_ttl = conf->cache.stale_ttl,
+		};
+		if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
+			seed = (uint64_t)gw_clock_monotonic() * 1000003u ^ id;
+		if (cp.max_bytes == 0)
+			cp.max_bytes = 1;
+		w->cache = gw_cache_new(&cp, seed);
+		if (!w->cache) {
+			snprintf(err, errlen, "cannot create the cache");
+			return GW_ENOMEM;
+		}
+	}
 
 	for (unsigned i = 0; i < conf->n_listen; i++) {
 		const gw_endpoint_t *ep = &conf->listen[i];
@@ -144,7 +178,7 @@ int gw_worker_init(gw_worker_t *w, unsigned id, const gw_conf_t *conf,
 		l->worker = w;
 		l->ep = ep;
 		l->ops = ops;
-		l->certs = certs[i];
+		l->certs = gw_certs_ref(certs[i]); /* swapped on reload */
 		l->fd = fd;
 	}
 	for (unsigned i = 0; i < w->n_listeners; i++) {
@@ -195,6 +229,9 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
 			}
 			return;
 		}
+		/* ACL, connection rate, PROXY header: before TLS */
+		if (!gw_policy_accept(l, fd, &addr, alen))
+			continue;
 		if (!gw_connlimit_acquire(w->connlimit,
 					  (struct sockaddr *)&addr)) {
 			gw_log(GW_LOG_DEBUG, "worker", "connection cap reached",
@@ -280,11 +317,56 @@ static void start_drain(gw_worker_t *w)
 	gw_worker_check_drained(w);
 }
 
+/* Drops a handed-over certificate array and its references. */
+static void free_certs_array(gw_certs_t **set, unsigned n)
+{
+	if (!set)
+		return;
+	for (unsigned i = 0; i < n; i++)
+		gw_certs_unref(set[i]);
+	free(set);
+}
+
 static void on_wakeup(struct ev_loop *loop, ev_async *a, int revents)
 {
 	gw_worker_t *w = a->data;
+	gw_certs_t **next = atomic_exchange(&w->certs_next, NULL);
+	if (next) {
+		/* Only this thread reads l->certs (when it accepts), so the
+		 * swap needs no lock; connections already made keep the
+		 * reference they took on the old context. */
+		for (unsigned i = 0; i < w->n_listeners; i++) {
+			gw_certs_t *old = w->listeners[i].certs;
+			w->listeners[i].certs = next[i];
+			next[i] = old;
+		}
+		free_certs_array(next, w->n_listeners);
+	}
+	const gw_conf_t *nc = atomic_exchange(&w->conf_next, NULL);
+	if (nc)
+		w->conf = nc; /* everything reads it through w->conf */
 	if (atomic_load(&w->drain_requested))
 		start_drain(w);
+}
+
+void gw_worker_swap_conf(gw_worker_t *w, const gw_conf_t *conf)
+{
+	atomic_store(&w->conf_next, conf);
+	ev_async_send(w->loop, &w->wakeup);
+}
+
+int gw_worker_swap_certs(gw_worker_t *w, gw_certs_t *const *certs)
+{
+	gw_certs_t **set = calloc(w->n_listeners ? w->n_listeners : 1,
+				  sizeof(*set));
+	if (!set)
+		return GW_ENOMEM;
+	for (unsigned i = 0; i < w->n_listeners; i++)
+		set[i] = gw_certs_ref(certs[i]);
+	/* A set not yet taken by the worker is replaced by the newer one. */
+	free_certs_array(atomic_exchange(&w->certs_next, set), w->n_listeners);
+	ev_async_send(w->loop, &w->wakeup);
+	return 0;
 }
 
 static void *worker_main(void *arg)
@@ -299,6 +381,7 @@ static void *worker_main(void *arg)
 			gw_log(GW_LOG_ERROR, "worker", "listener failed", "url",
 			       l->ep->url, "error", gw_strerror(r), NULL);
 	}
+	gw_wm_start(&w->metrics, w->loop);
 	ev_run(w->loop, 0);
 	for_each_ops(w, close_all);
 	gw_certs_thread_cleanup();
@@ -324,11 +407,17 @@ void gw_worker_join(gw_worker_t *w) { pthread_join(w->thread, NULL); }
 
 void gw_worker_deinit(gw_worker_t *w)
 {
-	for (unsigned i = 0; i < w->n_listeners; i++)
+	for (unsigned i = 0; i < w->n_listeners; i++) {
 		if (w->listeners[i].fd >= 0)
 			close(w->listeners[i].fd);
+		gw_certs_unref(w->listeners[i].certs);
+	}
+	free_certs_array(atomic_exchange(&w->certs_next, NULL),
+			 w->n_listeners);
+	gw_policy_free(w->policy);
 	if (w->pool)
 		gw_up_pool_free(w->pool);
+	gw_cache_free(w->cache);
 	if (w->loop)
 		ev_loop_destroy(w->loop);
 }

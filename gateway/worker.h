@@ -19,6 +19,7 @@
 #include "certs/certs.h"
 #include "gateway/config.h"
 #include "gateway/connlimit.h"
+#include "gateway/wmetrics.h"
 #include "upstream/upstream.h"
 
 typedef struct gw_listener gw_listener_t;
@@ -63,7 +64,11 @@ struct gw_worker {
 	pthread_t thread;
 	const gw_conf_t *conf;
 	gw_up_pool_t *pool;
+	/* this worker's response cache (gateway/cache.h), NULL when off;
+	 * per worker, so hits and the hit ratio are per worker too */
+	struct gw_cache *cache;
 	gw_connlimit_t *connlimit; /* process-wide, lock-free */
+	struct gw_policy *policy;  /* gateway/policy.h: rate tables */
 
 	gw_listener_t listeners[GW_CONF_MAX_LISTEN];
 	unsigned n_listeners;
@@ -72,6 +77,12 @@ struct gw_worker {
 	ev_check clock_watcher;
 	ev_async wakeup; /* drain request from the main thread */
 	atomic_bool drain_requested;
+	/* certificate reload: a new TLS context per listener index, handed
+	 * over by the main thread (gw_worker_swap_certs); owned by whoever
+	 * takes it out with an atomic exchange */
+	_Atomic(gw_certs_t **) certs_next;
+	/* config reload: the configuration to read from now on (ACLs) */
+	_Atomic(const gw_conf_t *) conf_next;
 	bool draining;
 	double drain_deadline;
 	ev_timer drain_timer;
@@ -79,6 +90,10 @@ struct gw_worker {
 	/* connections open in every front-end: drain waits for zero */
 	unsigned n_conns;
 	struct gw_stream_conn *conns; /* transports/stream.c's list */
+
+	/* counters for /metrics and the /healthz heartbeat: written only
+	 * by this worker, read by the admin thread (gateway/wmetrics.h) */
+	gw_worker_metrics_t metrics;
 
 	/* scratch space for one answer being finished (single-threaded) */
 	uint8_t answer_buf[65536 + 1024];
@@ -113,6 +128,23 @@ void gw_listener_accept_start(gw_listener_t *l, gw_accept_cb on_conn);
 int gw_worker_start(gw_worker_t *w);
 /* From any thread: stop accepting, finish in-flight work, then exit loop. */
 void gw_worker_request_drain(gw_worker_t *w);
+/*
+ * From the main thread, once the worker runs: from now on new connections
+ * of listener i use certs[i] (NULL for cleartext listeners; same length as
+ * conf->listen). Takes a reference on each for the worker; the swap happens
+ * in the worker's own thread (ev_async), which then drops its references
+ * on the previous contexts: live connections hold their own reference and
+ * keep theirs. Borrows certs. 0 or GW_ENOMEM.
+ */
+int gw_worker_swap_certs(gw_worker_t *w, gw_certs_t *const *certs);
+/*
+ * From the main thread, once the worker runs: the worker reads conf
+ * instead of its current configuration from its next loop iteration on
+ * (in its own thread). conf must differ from the current one only in what
+ * is read at each use (gateway/reload.c decides) and stay alive until the
+ * worker has exited. Borrows conf.
+ */
+void gw_worker_swap_conf(gw_worker_t *w, const gw_conf_t *conf);
 void gw_worker_join(gw_worker_t *w);
 void gw_worker_deinit(gw_worker_t *w);
 

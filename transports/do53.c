@@ -6,6 +6,7 @@
 
 #include "gateway/dns.h"
 #include "gateway/log.h"
+#include "gateway/policy.h"
 #include "gateway/query.h"
 
 #define BATCH 32
@@ -52,6 +53,10 @@ static void on_readable(struct ev_loop *loop, ev_io *io, int revents)
 		    (msgs[i].msg_hdr.msg_flags & MSG_TRUNC))
 			continue;
 		if (bufs[i][2] & 0x80) /* QR=1: never answer an answer */
+			continue;
+		/* ACL: a denied datagram is dropped, as a refused stream
+		 * connection is closed (docs/policy.md) */
+		if (!gw_policy_admit_dgram(l, (struct sockaddr *)&from[i]))
 			continue;
 		gw_query_t *q = gw_query_new(
 			l->worker, GW_PROTO_UDP, &udp_ops, l,

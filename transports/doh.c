@@ -894,6 +894,7 @@ static void conn_handshaken(doh_conn_t *c)
 {
 	const char *alpn = gw_tls_alpn(c->tls);
 	c->handshake_done = true;
+	gw_wm_handshake(&c->w->metrics, c->l->ep->proto, true);
 	gw_log(GW_LOG_DEBUG, "doh", "handshake done", "alpn", alpn, "version",
 	       gw_tls_version(c->tls), NULL);
 	if (strcmp(alpn, "h2") == 0) {
@@ -1108,6 +1109,9 @@ static void conn_free(doh_conn_t *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	w->n_conns--;
+	gw_wm_conn_close(&w->metrics, c->l->ep->proto);
+	if (c->tls && !c->handshake_done)
+		gw_wm_handshake(&w->metrics, c->l->ep->proto, false);
 	free(c);
 	gw_worker_check_drained(w);
 }
@@ -1190,6 +1194,7 @@ static doh_conn_t *conn_new(gw_listener_t *l, int fd,
 		conns->prev = c;
 	conns = c;
 	w->n_conns++;
+	gw_wm_conn_open(&w->metrics, l->ep->proto);
 	METRIC(c, connections);
 	return c;
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "gateway/acl.h"
 #include "gateway/dns.h"
 #include "gateway/error.h"
 
@@ -344,54 +345,10 @@ const char *gw_doh_status_text(int status)
 
 /* ----------------------------------------------------- client address */
 
-static bool prefix_match(const uint8_t *a, const uint8_t *b, unsigned bits)
-{
-	unsigned bytes = bits / 8, rest = bits % 8;
-	if (memcmp(a, b, bytes) != 0)
-		return false;
-	if (!rest)
-		return true;
-	uint8_t mask = (uint8_t)(0xff << (8 - rest));
-	return (a[bytes] & mask) == (b[bytes] & mask);
-}
-
 bool gw_doh_cidr_match(const gw_cidr_t *cidrs, unsigned n,
 		       const struct sockaddr *addr)
 {
-	const uint8_t *ip;
-	int fam = addr->sa_family;
-	uint8_t mapped[4];
-
-	if (fam == AF_INET) {
-		ip = (const uint8_t *)&((const struct sockaddr_in *)addr)->sin_addr;
-	} else if (fam == AF_INET6) {
-		const struct in6_addr *a6 =
-			&((const struct sockaddr_in6 *)addr)->sin6_addr;
-		ip = a6->s6_addr;
-		if (IN6_IS_ADDR_V4MAPPED(a6)) {
-			/* a v4 peer on a dual-stack socket matches v4 prefixes */
-			memcpy(mapped, a6->s6_addr + 12, 4);
-			for (unsigned i = 0; i < n; i++)
-				if (cidrs[i].addr.ss_family == AF_INET &&
-				    prefix_match(mapped,
-						 (const uint8_t *)&((const struct sockaddr_in *)&cidrs[i].addr)->sin_addr,
-						 cidrs[i].prefix))
-					return true;
-		}
-	} else {
-		return false;
-	}
-	for (unsigned i = 0; i < n; i++) {
-		if (cidrs[i].addr.ss_family != fam)
-			continue;
-		const uint8_t *c =
-			fam == AF_INET
-				? (const uint8_t *)&((const struct sockaddr_in *)&cidrs[i].addr)->sin_addr
-				: ((const struct sockaddr_in6 *)&cidrs[i].addr)->sin6_addr.s6_addr;
-		if (prefix_match(ip, c, cidrs[i].prefix))
-			return true;
-	}
-	return false;
+	return gw_cidr_match_list(cidrs, n, addr);
 }
 
 /* Parses one hop: "1.2.3.4", "1.2.3.4:80", "2001:db8::1", "[2001:db8::1]:80",

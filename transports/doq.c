@@ -37,6 +37,7 @@
 
 #include "gateway/error.h"
 #include "gateway/log.h"
+#include "gateway/policy.h"
 #include "gateway/query.h"
 #include "transports/doq_stream.h"
 
@@ -71,6 +72,7 @@ typedef struct doq_stream {
 	bool fin_sent;
 	bool blocked;       /* flow control: wait for MAX_STREAM_DATA */
 	bool done;          /* reset or shut: nothing more to send */
+	bool early;         /* some of the query came in 0-RTT packets */
 	double t_open;
 	struct doq_stream *next, *prev;
 } doq_stream_t;
@@ -491,6 +493,7 @@ static int cb_handshake_completed(ngtcp2_conn *conn, void *user_data)
 		return NGTCP2_ERR_CALLBACK_FAILURE;
 	}
 	c->handshake_done = true;
+	gw_wm_handshake(&c->srv->w->metrics, GW_PROTO_DOQ, true);
 	c->srv->handshaking--;
 	atomic_fetch_sub(&g_handshaking, 1);
 	return 0;
@@ -528,6 +531,10 @@ static int cb_recv_stream_data(ngtcp2_conn *conn, uint32_t flags,
 	if (!st || st->done)
 		return 0;
 	bool fin = flags & NGTCP2_STREAM_DATA_FLAG_FIN;
+	/* only possible with doq.early_data on (the TLS context refuses
+	 * early data otherwise) */
+	if (flags & NGTCP2_STREAM_DATA_FLAG_0RTT)
+		st->early = true;
 	int r = gw_doq_rx_feed(&st->rx, data, datalen, fin);
 	if (r == 0)
 		return 0;
@@ -559,7 +566,16 @@ static int cb_recv_stream_data(ngtcp2_conn *conn, uint32_t flags,
 	st->q = q;
 	c->inflight++;
 	atomic_fetch_add(&g_inflight, 1);
-	gw_query_start(q, msg, len); /* may answer at once */
+	if (gw_doq_early_refused(msg, len, st->early) &&
+	    gw_dns_parse(msg, len, &q->msg) == 0) {
+		/* RFC 9250 4.5: a replayable 0-RTT message that is not a
+		 * plain QUERY is not acted on: Too Early, retry after the
+		 * handshake */
+		gw_query_answer_local(q, GW_DNS_REFUSED, GW_DNS_EDE_TOO_EARLY,
+				      NULL);
+	} else {
+		gw_query_start(q, msg, len); /* may answer at once */
+	}
 	gw_doq_rx_deinit(&st->rx);
 	return 0;
 }
@@ -657,6 +673,7 @@ static void conn_free(doq_conn_t *c)
 	if (!c->handshake_done) {
 		s->handshaking--;
 		atomic_fetch_sub(&g_handshaking, 1);
+		gw_wm_handshake(&w->metrics, GW_PROTO_DOQ, false);
 	}
 	if (c->over_cap)
 		s->overcap--;
@@ -678,6 +695,7 @@ static void conn_free(doq_conn_t *c)
 	s->nconns--;
 	atomic_fetch_sub(&g_conns, 1);
 	w->n_conns--;
+	gw_wm_conn_close(&w->metrics, GW_PROTO_DOQ);
 	free(c);
 	/* gauges after every close: the tests check they return to zero */
 	char gc[16], gs[16], gi[16];
@@ -687,6 +705,19 @@ static void conn_free(doq_conn_t *c)
 	gw_log(GW_LOG_DEBUG, "doq", "connection freed", "conns", gc, "streams",
 	       gs, "inflight", gi, NULL);
 	gw_worker_check_drained(w);
+}
+
+/* A connection in its closing or draining period (RFC 9000 10.2) serves
+ * nothing more: its per-client and global slot goes back at once, so a
+ * client that opens and closes connections in turn is not refused for the
+ * 3 PTO its old ones linger (the state kept is one packet and a timer). */
+static void conn_release_slot(doq_conn_t *c)
+{
+	if (!c->slot)
+		return;
+	gw_connlimit_release(c->srv->w->connlimit,
+			     (struct sockaddr *)&c->remote);
+	c->slot = false;
 }
 
 /* Frees at the next timer callback, outside every handler on the stack. */
@@ -735,6 +766,7 @@ static void conn_enter_closing(doq_conn_t *c, ngtcp2_ccerr *ccerr,
 	}
 	send_one(c->sock, &c->remote, c->remotelen, buf, (size_t)n);
 	c->closing = true;
+	conn_release_slot(c);
 	c->close_sent = 1;
 	double now = gw_worker_now(s->w);
 	c->close_next = now;
@@ -762,6 +794,7 @@ static void conn_on_error(doq_conn_t *c, int rv, const char *where)
 		/* peer sent CONNECTION_CLOSE: stay silent for 3 PTO */
 		if (!c->draining) {
 			c->draining = true;
+			conn_release_slot(c);
 			for (doq_stream_t *st = c->streams; st; st = st->next)
 				stream_cancel_query(st);
 			c->close_until = gw_worker_now(c->srv->w) +
@@ -1026,6 +1059,7 @@ static int conn_new(doq_sock_t *k, const ngtcp2_pkt_hd *hd,
 	atomic_fetch_add(&g_conns, 1);
 	atomic_fetch_add(&g_handshaking, 1);
 	w->n_conns++;
+	gw_wm_conn_open(&w->metrics, GW_PROTO_DOQ);
 
 	ngtcp2_cid scid;
 	scid.datalen = SCID_LEN;
@@ -1287,6 +1321,12 @@ static void handle_new(doq_sock_t *k, const uint8_t *data, size_t len,
 		atomic_fetch_add(&g_dropped, 1);
 		return;
 	}
+	/* ACL at the first Initial: dropped, no CONNECTION_CLOSE, so a
+	 * denied (or spoofed) source gets nothing back (docs/policy.md) */
+	if (!gw_policy_admit_dgram(k->l, (const struct sockaddr *)remote)) {
+		atomic_fetch_add(&g_dropped, 1);
+		return;
+	}
 
 	ngtcp2_cid ocid;
 	const ngtcp2_cid *pocid = NULL;
@@ -1314,6 +1354,12 @@ static void handle_new(doq_sock_t *k, const uint8_t *data, size_t len,
 			   s->handshaking >= conf->doq.retry_threshold);
 	if (!validated && want_retry) {
 		send_retry(k, &hd, remote, rlen);
+		return;
+	}
+	/* new connections per second: counted once the address is proven
+	 * or no Retry is asked for, so a Retry round trip counts once */
+	if (!gw_policy_admit_conn(k->l, (const struct sockaddr *)remote)) {
+		atomic_fetch_add(&g_dropped, 1);
 		return;
 	}
 	bool slot = gw_connlimit_acquire(w->connlimit,

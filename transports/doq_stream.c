@@ -165,3 +165,9 @@ int gw_doq_frame_answer(const uint8_t *msg, size_t len, uint8_t *out,
 	memcpy(out + 2, msg, len);
 	return (int)(len + 2);
 }
+
+bool gw_doq_early_refused(const uint8_t *msg, size_t len, bool early)
+{
+	/* RFC 1035 4.1.1: OPCODE is bits 1-4 of the third header byte */
+	return early && len >= 12 && ((msg[2] >> 3) & 0xf) != 0;
+}

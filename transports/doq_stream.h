@@ -108,4 +108,15 @@ const char *gw_doq_error_name(uint64_t code);
 int gw_doq_frame_answer(const uint8_t *msg, size_t len, uint8_t *out,
 			size_t cap);
 
+/*
+ * 0-RTT (RFC 9250 4.5; RFC 8446 8: early data can be replayed). With
+ * doq.early_data on, a query that arrived (even partly) in 0-RTT packets is
+ * answered only if it is a standard QUERY; anything else (NOTIFY, UPDATE,
+ * ...) gets REFUSED with Extended DNS Error 26, Too Early. Returns true
+ * when msg (the DNS message, len bytes, no prefix) must be refused that
+ * way: early and opcode != 0. A message too short for a header is left to
+ * the parser (FORMERR), whatever its arrival.
+ */
+bool gw_doq_early_refused(const uint8_t *msg, size_t len, bool early);
+
 #endif

@@ -107,6 +107,9 @@ static void conn_free(gw_stream_conn_t *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	w->n_conns--;
+	gw_wm_conn_close(&w->metrics, c->l->ep->proto);
+	if (c->tls && !c->handshake_done)
+		gw_wm_handshake(&w->metrics, c->l->ep->proto, false);
 	free(c);
 	gw_worker_check_drained(w);
 }
@@ -258,6 +261,7 @@ static void conn_hand_to_doh(gw_stream_conn_t *c, const uint8_t *data,
 	if (c->next)
 		c->next->prev = c->prev;
 	w->n_conns--;
+	gw_wm_conn_close(&w->metrics, c->l->ep->proto); /* DoH counts it */
 	gw_doh_adopt(c->l->shared_doh, c->fd, &c->addr, c->addrlen, c->tls,
 		     data, len);
 	gw_buf_deinit(&c->in);
@@ -307,6 +311,7 @@ static bool conn_read(gw_stream_conn_t *c)
 						 r > 0 ? (size_t)r : 0);
 				return false;
 			}
+			gw_wm_handshake(&c->w->metrics, c->l->ep->proto, true);
 		}
 		if (r > 0) {
 			c->in.len += (size_t)r;
@@ -485,6 +490,7 @@ static void conn_new(gw_listener_t *l, int fd, struct sockaddr_storage *addr,
 		w->conns->prev = c;
 	w->conns = c;
 	w->n_conns++;
+	gw_wm_conn_open(&w->metrics, l->ep->proto);
 	conn_update(c);
 	return;
 fail:

@@ -72,6 +72,11 @@ struct gw_up_query {
 	bool counted;    /* counted in the upstream's in-flight gauge */
 	bool timed_out;  /* some attempt timed out (final EDE 22, not 23) */
 	bool waiting;    /* tcp.c: in its upstream's wait queue, no conn yet */
+	/* https.c / quic.c: the stream carrying the attempt, or waiting in
+	 * that module's per-upstream queue (wnext/wprev) */
+	struct h2st *h2st;
+	struct qst *qst;
+	bool h2_waiting, q_waiting;
 	int probe_up;    /* >= 0: an active health probe of that upstream */
 	int client_bucket; /* slot in the pool's per-client counters, or -1 */
 	gw_up_query_t *wnext, *wprev;
@@ -143,6 +148,56 @@ int gw_up_tcp_start(gw_up_query_t *uq, const gw_endpoint_t *ep);
  * (tcp); idempotent, never calls back. */
 void gw_up_udp_stop(gw_up_query_t *uq);
 void gw_up_tcp_stop(gw_up_query_t *uq);
+
+/* DoH (https.c) and DoQ (quic.c) upstreams: per pool, NULL when no
+ * upstream of that scheme is configured (or with err set on failure). Same
+ * contract as gw_up_tcp_start()/gw_up_tcp_stop(): a query goes on a stream
+ * of a pooled connection (ID 0 on the wire, RFC 8484 4.1, RFC 9250 4.2.1),
+ * or waits in a bounded per-upstream queue; GW_EAGAIN during the reconnect
+ * backoff, GW_ENOSPC when even the queue is full. */
+typedef struct gw_up_https gw_up_https_t;
+typedef struct gw_up_quic gw_up_quic_t;
+gw_up_https_t *gw_up_https_new(gw_up_pool_t *p, char *err, size_t errlen);
+void gw_up_https_free(gw_up_https_t *hs);
+int gw_up_https_start(gw_up_query_t *uq, const gw_endpoint_t *ep);
+void gw_up_https_stop(gw_up_query_t *uq);
+unsigned gw_up_https_open(const gw_up_https_t *hs, unsigned i);
+gw_up_quic_t *gw_up_quic_new(gw_up_pool_t *p, char *err, size_t errlen);
+void gw_up_quic_free(gw_up_quic_t *qs);
+int gw_up_quic_start(gw_up_query_t *uq, const gw_endpoint_t *ep);
+void gw_up_quic_stop(gw_up_query_t *uq);
+unsigned gw_up_quic_open(const gw_up_quic_t *qs, unsigned i);
+gw_up_https_t *gw_up_pool_https(const gw_up_pool_t *p);
+gw_up_quic_t *gw_up_pool_quic(const gw_up_pool_t *p);
+
+/* The address to connect to for upstream i: the URL's, or for a host name
+ * the one the bootstrap resolver returned last (bootstrap.c). NULL when a
+ * name has no address. */
+const struct sockaddr *gw_up_pool_addr(gw_up_pool_t *p, unsigned i,
+				       socklen_t *len);
+
+/* Bootstrap resolution of host names in upstream URLs (bootstrap.c).
+ * gw_up_boot_new() resolves every such name once, blocking (start-up), via
+ * upstream.bootstrap (default: the first nameserver of /etc/resolv.conf),
+ * and re-resolves each when its TTL runs out without blocking the loop.
+ * NULL without err[0] when no upstream needs it; NULL with err on failure. */
+typedef struct gw_up_boot gw_up_boot_t;
+gw_up_boot_t *gw_up_boot_new(gw_up_pool_t *p, char *err, size_t errlen);
+void gw_up_boot_free(gw_up_boot_t *b);
+const struct sockaddr *gw_up_boot_addr(const gw_up_boot_t *b, unsigned i,
+				       socklen_t *len);
+
+/* Sans-I/O halves of the bootstrap resolver, for the unit tests. query:
+ * a recursive query for name/qtype with id into out; its length or
+ * GW_EINVAL. parse: the first address of type qtype in the answer to that
+ * query (ID and question checked) into *addr (4 or 16 bytes) and the
+ * smallest TTL of the answer records into *ttl; 0, GW_EMALFORMED, or
+ * GW_EAGAIN when the answer has no such address (rcode != 0 too). */
+int gw_up_boot_query(uint8_t *out, size_t cap, const char *name,
+		     uint16_t qtype, uint16_t id);
+int gw_up_boot_parse(const uint8_t *msg, size_t len, const char *name,
+		     uint16_t qtype, uint16_t id, uint8_t *addr,
+		     uint32_t *ttl);
 
 /* --- for tests ------------------------------------------------------------ */
 

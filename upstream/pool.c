@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,9 @@ struct gw_up_pool {
 	gw_up_query_t *head;
 	unsigned inflight; /* pending gw_up_query_t plus oom[] entries */
 	gw_up_conns_t *conns; /* pooled TCP/TLS connections (tcp.c) */
+	gw_up_https_t *https; /* DoH upstream connections (https.c) */
+	gw_up_quic_t *quic;   /* DoQ upstream connections (quic.c) */
+	gw_up_boot_t *boot;   /* host names resolved (bootstrap.c) */
 	gw_up_metrics_t m[GW_CONF_MAX_UPSTREAM];
 
 	uint64_t client_key; /* hash key: clients cannot aim at a bucket */
@@ -63,6 +67,20 @@ uint8_t *gw_up_pool_rbuf(gw_up_pool_t *p) { return p->rbuf; }
 const gw_up_sel_t *gw_up_pool_sel(const gw_up_pool_t *p) { return &p->sel; }
 gw_up_rng_t *gw_up_pool_rng(gw_up_pool_t *p) { return &p->rng; }
 gw_up_conns_t *gw_up_pool_conns(const gw_up_pool_t *p) { return p->conns; }
+gw_up_https_t *gw_up_pool_https(const gw_up_pool_t *p) { return p->https; }
+gw_up_quic_t *gw_up_pool_quic(const gw_up_pool_t *p) { return p->quic; }
+
+const struct sockaddr *gw_up_pool_addr(gw_up_pool_t *p, unsigned i,
+				       socklen_t *len)
+{
+	const gw_endpoint_t *ep = &p->conf->upstream[i];
+
+	if (ep->addrlen) {
+		*len = ep->addrlen;
+		return (const struct sockaddr *)&ep->addr;
+	}
+	return gw_up_boot_addr(p->boot, i, len);
+}
 
 const unsigned gw_up_lat_bounds_ms[GW_UP_LAT_BUCKETS - 1] = {
 	1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000,
@@ -80,8 +98,21 @@ int gw_up_pool_metrics(const gw_up_pool_t *p, unsigned i,
 {
 	if (i >= p->conf->n_upstream)
 		return GW_EINVAL;
-	*out = p->m[i];
-	out->down = p->sel.h[i].down;
+	_Static_assert(offsetof(gw_up_metrics_t, conns_open) %
+				       sizeof(uint64_t) == 0,
+		       "uint64_t counters come first");
+	_Static_assert(offsetof(gw_up_metrics_t, queries) == 0, "first");
+	/* Relaxed word-by-word loads: the admin thread reads while the
+	 * worker writes (see upstream.h); a struct copy could tear. */
+	const gw_up_metrics_t *m = &p->m[i];
+	const uint64_t *src = (const uint64_t *)(const void *)m;
+	uint64_t *dst = (uint64_t *)(void *)out;
+	size_t nw = offsetof(gw_up_metrics_t, conns_open) / sizeof(uint64_t);
+	for (size_t k = 0; k < nw; k++)
+		dst[k] = __atomic_load_n(&src[k], __ATOMIC_RELAXED);
+	out->conns_open = __atomic_load_n(&m->conns_open, __ATOMIC_RELAXED);
+	out->inflight = __atomic_load_n(&m->inflight, __ATOMIC_RELAXED);
+	out->down = __atomic_load_n(&p->sel.h[i].down, __ATOMIC_RELAXED);
 	return 0;
 }
 
@@ -196,6 +227,8 @@ static void stop_io(gw_up_query_t *uq)
 	}
 	gw_up_udp_stop(uq);
 	gw_up_tcp_stop(uq);
+	gw_up_https_stop(uq);
+	gw_up_quic_stop(uq);
 }
 
 static void release_id(gw_up_query_t *uq)
@@ -275,6 +308,10 @@ static void start_proto(gw_up_query_t *uq)
 	uq->t_sent = gw_up_now();
 	if (uq->proto == GW_PROTO_UDP)
 		r = gw_up_udp_start(uq, ep);
+	else if (uq->proto == GW_PROTO_DOH)
+		r = gw_up_https_start(uq, ep);
+	else if (uq->proto == GW_PROTO_DOQ)
+		r = gw_up_quic_start(uq, ep);
 	else
 		r = gw_up_tcp_start(uq, ep);
 	ev_timer_stop(p->loop, &uq->timer);
@@ -433,6 +470,7 @@ void gw_up_attempt_answer(gw_up_query_t *uq, const uint8_t *msg, size_t len)
 	while (k < GW_UP_LAT_BUCKETS - 1 && ms > gw_up_lat_bounds_ms[k])
 		k++;
 	m->latency[k]++;
+	m->latency_sum_us += (uint64_t)(ms * 1000.0);
 	gw_up_sel_rtt(&p->sel, (unsigned)uq->up, ms / 1000.0);
 	report(uq, GW_UP_OK);
 	q = detach(uq);
@@ -444,6 +482,7 @@ void gw_up_attempt_answer(gw_up_query_t *uq, const uint8_t *msg, size_t len)
 		return;
 	}
 	/* msg may live in a connection's buffer; uq is ours to free. */
+	q->upstream = p->conf->upstream[uq->up].url; /* for the query log */
 	p->ops.answer(q, msg, len);
 	uq_free(uq);
 }
@@ -688,23 +727,26 @@ gw_up_pool_t *gw_up_pool_new(struct ev_loop *loop, const gw_conf_t *conf,
 
 	for (unsigned i = 0; i < conf->n_upstream; i++) {
 		const gw_endpoint_t *ep = &conf->upstream[i];
+		bool tls = ep->proto == GW_PROTO_DOT ||
+			   ep->proto == GW_PROTO_DOH ||
+			   ep->proto == GW_PROTO_DOQ;
 		if (ep->proto != GW_PROTO_UDP && ep->proto != GW_PROTO_TCP &&
-		    ep->proto != GW_PROTO_DOT) {
+		    !tls) {
 			snprintf(err, errlen,
-				 "%s: upstream protocol not supported yet",
+				 "%s: upstream protocol not supported",
 				 ep->url);
 			return NULL;
 		}
-		if (ep->proto == GW_PROTO_DOT && !ep->tls_name[0] &&
-		    !conf->up.pin[i][0]) {
+		if (tls && !ep->tls_name[0] && !conf->up.pin[i][0]) {
 			/* Nothing to authenticate against: refuse rather
 			 * than talk to whoever answers (RFC 8310 5). */
 			snprintf(err, errlen,
-				 "%s: a tls:// upstream needs '#name' (or an "
-				 "SPKI pin) to verify the resolver", ep->url);
+				 "%s: a %s:// upstream needs '#name' (or an "
+				 "SPKI pin) to verify the resolver", ep->url,
+				 gw_proto_scheme(ep->proto, true));
 			return NULL;
 		}
-		if (ep->addrlen == 0) {
+		if (ep->addrlen == 0 && !tls) {
 			snprintf(err, errlen,
 				 "%s: upstream host must be an IP address",
 				 ep->url);
@@ -729,8 +771,20 @@ gw_up_pool_t *gw_up_pool_new(struct ev_loop *loop, const gw_conf_t *conf,
 	gw_up_ids_init(&p->ids);
 	ev_timer_init(&p->oom_timer, on_oom_timer, 0., 0.);
 	p->oom_timer.data = p;
+	err[0] = '\0';
 	p->conns = gw_up_conns_new(p, err, errlen);
-	if (!p->conns) {
+	if (p->conns) {
+		p->https = gw_up_https_new(p, err, errlen);
+		if (!err[0])
+			p->quic = gw_up_quic_new(p, err, errlen);
+		if (!err[0])
+			p->boot = gw_up_boot_new(p, err, errlen);
+	}
+	if (!p->conns || err[0]) {
+		gw_up_boot_free(p->boot);
+		gw_up_quic_free(p->quic);
+		gw_up_https_free(p->https);
+		gw_up_conns_free(p->conns);
 		free(p);
 		return NULL;
 	}
@@ -777,5 +831,8 @@ void gw_up_pool_free(gw_up_pool_t *p)
 	}
 	ev_timer_stop(p->loop, &p->oom_timer);
 	gw_up_conns_free(p->conns);
+	gw_up_https_free(p->https);
+	gw_up_quic_free(p->quic);
+	gw_up_boot_free(p->boot);
 	free(p);
 }

@@ -357,6 +357,8 @@ static gw_up_conn_t *conn_new(gw_up_conns_t *cs, unsigned up, bool trial,
 	const gw_endpoint_t *ep = &cs->conf->upstream[up];
 	up_state_t *us = &cs->up[up];
 	gw_up_conn_t *c;
+	const struct sockaddr *sa;
+	socklen_t salen;
 	int one = 1, r;
 
 	c = calloc(1, sizeof(*c));
@@ -382,16 +384,20 @@ static gw_up_conn_t *conn_new(gw_up_conns_t *cs, unsigned up, bool trial,
 			goto fail;
 		}
 	}
-	c->fd = socket(ep->addr.ss_family,
+	/* the URL's address, or a bootstrap-resolved one (tls://NAME) */
+	sa = gw_up_pool_addr(cs->pool, up, &salen);
+	if (!sa) {
+		r = GW_EAGAIN;
+		goto fail;
+	}
+	c->fd = socket(sa->sa_family,
 		       SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->fd < 0) {
 		r = -errno;
 		goto fail;
 	}
 	(void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (connect(c->fd, (const struct sockaddr *)&ep->addr, ep->addrlen) <
-		    0 &&
-	    errno != EINPROGRESS) {
+	if (connect(c->fd, sa, salen) < 0 && errno != EINPROGRESS) {
 		r = -errno;
 		goto fail;
 	}

@@ -16,6 +16,8 @@
 #include <wolfssl/wolfcrypt/error-crypt.h>
 #include <wolfssl/wolfcrypt/sha256.h>
 
+#include <ngtcp2/ngtcp2_crypto_wolfssl.h>
+
 #include "gateway/error.h"
 
 #define MAX_IN (64 * 1024)
@@ -31,11 +33,12 @@ struct gw_up_tls {
 	int err; /* sticky GW_ETLS / GW_ECLOSED / GW_ETOOBIG */
 	bool hs_done, resumed, closed;
 	char pin[64];
+	char alpn[16]; /* required ALPN protocol, "" = none offered */
 	char why[128];
 };
 
-gw_up_tls_ctx_t *gw_up_tls_ctx_new(const char *ca_file, bool need_ca,
-				   char *err, size_t errlen)
+static gw_up_tls_ctx_t *ctx_new(const char *ca_file, bool need_ca, bool quic,
+				char *err, size_t errlen)
 {
 	gw_up_tls_ctx_t *x = calloc(1, sizeof(*x));
 	const char *ca = ca_file && *ca_file ? ca_file : GW_UP_DEFAULT_CA_FILE;
@@ -44,14 +47,22 @@ gw_up_tls_ctx_t *gw_up_tls_ctx_new(const char *ca_file, bool need_ca,
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	x->ctx = wolfSSL_CTX_new(wolfTLS_client_method());
+	/* QUIC carries TLS 1.3 only (RFC 9001 4.2). */
+	x->ctx = wolfSSL_CTX_new(quic ? wolfTLSv1_3_client_method()
+				      : wolfTLS_client_method());
+	if (x->ctx && quic &&
+	    ngtcp2_crypto_wolfssl_configure_client_context(x->ctx) != 0) {
+		wolfSSL_CTX_free(x->ctx);
+		x->ctx = NULL;
+	}
 	if (!x->ctx) {
 		snprintf(err, errlen, "cannot create a TLS client context");
 		free(x);
 		return NULL;
 	}
 	/* RFC 8310 5 / RFC 7525: TLS 1.2 at least, 1.3 preferred. */
-	wolfSSL_CTX_SetMinVersion(x->ctx, WOLFSSL_TLSV1_2);
+	if (!quic)
+		wolfSSL_CTX_SetMinVersion(x->ctx, WOLFSSL_TLSV1_2);
 	wolfSSL_CTX_set_verify(x->ctx, WOLFSSL_VERIFY_PEER, NULL);
 	if (wolfSSL_CTX_load_verify_locations(x->ctx, ca, NULL) !=
 	    WOLFSSL_SUCCESS && need_ca) {
@@ -61,6 +72,18 @@ gw_up_tls_ctx_t *gw_up_tls_ctx_new(const char *ca_file, bool need_ca,
 		return NULL;
 	}
 	return x;
+}
+
+gw_up_tls_ctx_t *gw_up_tls_ctx_new(const char *ca_file, bool need_ca,
+				   char *err, size_t errlen)
+{
+	return ctx_new(ca_file, need_ca, false, err, errlen);
+}
+
+gw_up_tls_ctx_t *gw_up_tls_ctx_new_quic(const char *ca_file, bool need_ca,
+					char *err, size_t errlen)
+{
+	return ctx_new(ca_file, need_ca, true, err, errlen);
 }
 
 void gw_up_tls_ctx_free(gw_up_tls_ctx_t *x)
@@ -358,6 +381,45 @@ static int check_pin(gw_up_tls_t *t)
 	return 0;
 }
 
+/* The negotiated ALPN protocol is want, or GW_ETLS. */
+static int alpn_matches(WOLFSSL *ssl, const char *want)
+{
+	char *got = NULL;
+	unsigned short n = 0;
+
+	if (!want || !*want)
+		return 0;
+	if (wolfSSL_ALPN_GetProtocol(ssl, &got, &n) != WOLFSSL_SUCCESS ||
+	    !got || n != strlen(want) || memcmp(got, want, n) != 0)
+		return GW_ETLS;
+	return 0;
+}
+
+static int check_alpn(gw_up_tls_t *t)
+{
+	if (alpn_matches(t->ssl, t->alpn) < 0) {
+		snprintf(t->why, sizeof(t->why), "ALPN %s not agreed",
+			 t->alpn);
+		return GW_ETLS;
+	}
+	return 0;
+}
+
+int gw_up_tls_set_alpn(gw_up_tls_t *t, const char *proto)
+{
+	char list[sizeof(t->alpn)];
+
+	if (!proto || !*proto || strlen(proto) >= sizeof(t->alpn) ||
+	    t->hs_done)
+		return GW_EINVAL;
+	snprintf(t->alpn, sizeof(t->alpn), "%s", proto);
+	snprintf(list, sizeof(list), "%s", proto);
+	if (wolfSSL_UseALPN(t->ssl, list, (unsigned)strlen(list),
+			    WOLFSSL_ALPN_FAILED_ON_MISMATCH) != WOLFSSL_SUCCESS)
+		return GW_ETLS;
+	return 0;
+}
+
 ssize_t gw_up_tls_read(gw_up_tls_t *t, uint8_t *out, size_t cap)
 {
 	int r;
@@ -370,7 +432,7 @@ ssize_t gw_up_tls_read(gw_up_tls_t *t, uint8_t *out, size_t cap)
 		r = wolfSSL_connect(t->ssl);
 		if (r != WOLFSSL_SUCCESS)
 			return fail(t, r);
-		if (check_pin(t) < 0) {
+		if (check_pin(t) < 0 || check_alpn(t) < 0) {
 			t->err = GW_ETLS;
 			return GW_ETLS;
 		}
@@ -447,4 +509,115 @@ void gw_up_tls_session_free(gw_up_tls_session_t *s)
 {
 	if (s)
 		wolfSSL_SESSION_free((WOLFSSL_SESSION *)s);
+}
+
+/* --- QUIC (ngtcp2 drives the handshake) --------------------------------- */
+
+/* The certificate verdict of the last failed QUIC handshake in this thread:
+ * ngtcp2 reports only the alert, and the handshake runs synchronously
+ * inside the read that then reports the failure (gw_up_tls_quic_why). */
+static _Thread_local void *vf_ssl;
+static _Thread_local int vf_err;
+
+static int quic_verify_cb(int ok, WOLFSSL_X509_STORE_CTX *store)
+{
+	if (!ok) {
+		vf_ssl = wolfSSL_X509_STORE_CTX_get_ex_data(
+			store, wolfSSL_get_ex_data_X509_STORE_CTX_idx());
+		vf_err = wolfSSL_X509_STORE_CTX_get_error(store);
+	}
+	return ok;
+}
+
+void *gw_up_tls_quic_new(gw_up_tls_ctx_t *x, const char *name,
+			 const char *pin, const char *alpn,
+			 gw_up_tls_session_t *resume)
+{
+	WOLFSSL *ssl = wolfSSL_new(x->ctx);
+	uint8_t wire[16];
+	size_t n = alpn ? strlen(alpn) : 0;
+
+	if (!ssl)
+		return NULL;
+	if (pin && *pin) {
+		wolfSSL_set_verify(ssl, WOLFSSL_VERIFY_NONE, NULL);
+	} else if (!name || !*name ||
+		   wolfSSL_check_domain_name(ssl, name) != WOLFSSL_SUCCESS) {
+		wolfSSL_free(ssl);
+		return NULL;
+	} else {
+		wolfSSL_set_verify(ssl, WOLFSSL_VERIFY_PEER, quic_verify_cb);
+	}
+	if (name && *name && !is_ip(name))
+		(void)wolfSSL_UseSNI(ssl, WOLFSSL_SNI_HOST_NAME, name,
+				     (unsigned short)strlen(name));
+	if (n == 0 || n >= sizeof(wire)) {
+		wolfSSL_free(ssl);
+		return NULL;
+	}
+	/* RFC 7301 3.1: length-prefixed protocol names. */
+	wire[0] = (uint8_t)n;
+	memcpy(wire + 1, alpn, n);
+	if (wolfSSL_set_alpn_protos(ssl, wire, (unsigned)n + 1) != 0) {
+		wolfSSL_free(ssl);
+		return NULL;
+	}
+	if (resume)
+		(void)wolfSSL_set_session(ssl, (WOLFSSL_SESSION *)resume);
+	wolfSSL_set_connect_state(ssl);
+	return ssl;
+}
+
+int gw_up_tls_quic_check(void *ssl, const char *pin, const char *alpn,
+			 char *why, size_t cap)
+{
+	gw_up_tls_t t;
+	int r;
+
+	/* Borrow the pin check of the TCP path on a stack shell. */
+	memset(&t, 0, sizeof(t));
+	t.ssl = ssl;
+	snprintf(t.pin, sizeof(t.pin), "%s", pin ? pin : "");
+	snprintf(t.alpn, sizeof(t.alpn), "%s", alpn ? alpn : "");
+	r = check_pin(&t);
+	if (r == 0)
+		r = check_alpn(&t);
+	if (r < 0)
+		snprintf(why, cap, "%s", t.why);
+	return r;
+}
+
+void gw_up_tls_quic_why(void *ssl, char *why, size_t cap)
+{
+	gw_up_tls_t t;
+	long v = wolfSSL_get_verify_result(ssl);
+
+	memset(&t, 0, sizeof(t));
+	t.ssl = ssl;
+	if (v == 0 && vf_ssl == ssl && vf_err != 0)
+		v = vf_err;
+	vf_ssl = NULL;
+	set_why(&t, (int)v);
+	if (v == 0) {
+		/* No chain verdict: the alert ngtcp2 reported says more. */
+		snprintf(why, cap, "handshake failed");
+		return;
+	}
+	snprintf(why, cap, "%s", t.why);
+}
+
+bool gw_up_tls_quic_resumed(void *ssl)
+{
+	return wolfSSL_session_reused(ssl) != 0;
+}
+
+gw_up_tls_session_t *gw_up_tls_quic_session(void *ssl)
+{
+	return (gw_up_tls_session_t *)wolfSSL_get1_session(ssl);
+}
+
+void gw_up_tls_quic_free(void *ssl)
+{
+	if (ssl)
+		wolfSSL_free(ssl);
 }

@@ -69,11 +69,39 @@ bool gw_up_tls_resumed(const gw_up_tls_t *t);
 const char *gw_up_tls_error(const gw_up_tls_t *t);
 void gw_up_tls_close(gw_up_tls_t *t);
 
+/* Offers the ALPN protocol proto (RFC 7301; "h2" for DoH, RFC 8484 5.2)
+ * before the handshake; a handshake that does not agree on it fails with
+ * gw_up_tls_error() "ALPN h2 not agreed". 0, GW_EINVAL or GW_ETLS. */
+int gw_up_tls_set_alpn(gw_up_tls_t *t, const char *proto);
+
 /* A resumable session of t (new reference), or NULL (none yet). */
 gw_up_tls_session_t *gw_up_tls_session(gw_up_tls_t *t);
 void gw_up_tls_session_free(gw_up_tls_session_t *s);
 
 /* base64(SHA-256(SPKI)) of a DER certificate into out (>= 45 bytes). */
 int gw_up_tls_spki_pin(const uint8_t *der, size_t len, char *out, size_t cap);
+
+/*
+ * QUIC (quic:// upstreams): ngtcp2 drives the handshake, so these hand out
+ * the WOLFSSL object (as void *) instead of a memory transformer.
+ * ctx_new_quic: a TLS 1.3 context configured for ngtcp2_crypto_wolfssl.
+ * quic_new: a client SSL for name / pin as gw_up_tls_new(), offering ALPN
+ * alpn ("doq", RFC 9250 4.1), in connect state; the owner sets app data and
+ * hands it to ngtcp2; free with gw_up_tls_quic_free().
+ * quic_check: after the handshake, the pin (if any) and the ALPN must match;
+ * 0 or GW_ETLS with the reason in why. quic_why: why a handshake failed
+ * (certificate verdict), for logs.
+ */
+gw_up_tls_ctx_t *gw_up_tls_ctx_new_quic(const char *ca_file, bool need_ca,
+					char *err, size_t errlen);
+void *gw_up_tls_quic_new(gw_up_tls_ctx_t *x, const char *name,
+			 const char *pin, const char *alpn,
+			 gw_up_tls_session_t *resume);
+int gw_up_tls_quic_check(void *ssl, const char *pin, const char *alpn,
+			 char *why, size_t cap);
+void gw_up_tls_quic_why(void *ssl, char *why, size_t cap);
+bool gw_up_tls_quic_resumed(void *ssl);
+gw_up_tls_session_t *gw_up_tls_quic_session(void *ssl);
+void gw_up_tls_quic_free(void *ssl);
 
 #endif

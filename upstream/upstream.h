@@ -8,11 +8,10 @@
  * gw_up_pool_send() itself (failures are deferred to the loop), unless
  * gw_up_pool_cancel() was called first, after which it never touches q again.
  *
- * Protocol modules sit behind the pool: udp.c (a socket per attempt) and
- * tcp.c (pooled, pipelined TCP and TLS connections); selection, retries and
- * health live in the pool. https:// and quic:// upstreams are not supported
- * yet: gw_up_pool_new() refuses them (seam: a module with a per-upstream
- * session of streams behind gw_up_tcp_start()'s contract, see attempt.h).
+ * Protocol modules sit behind the pool: udp.c (a socket per attempt),
+ * tcp.c (pooled, pipelined TCP and TLS connections), https.c (HTTP/2
+ * streams) and quic.c (QUIC streams); host names in URLs are resolved by
+ * bootstrap.c. Selection, retries and health live in the pool.
  */
 #ifndef GW_UPSTREAM_H
 #define GW_UPSTREAM_H
@@ -25,7 +24,10 @@
 typedef struct gw_up_pool gw_up_pool_t;
 
 /* Creates the pool for one worker. Borrows loop and conf (they outlive it).
- * NULL with a message in err when an upstream's protocol is not supported. */
+ * Resolves host names in upstream URLs through the bootstrap resolver
+ * (blocking, bounded by the attempt timeout). NULL with a message in err
+ * when an upstream cannot be used (nothing to verify a TLS upstream
+ * against, an unreadable CA file, a name that does not resolve). */
 gw_up_pool_t *gw_up_pool_new(struct ev_loop *loop, const gw_conf_t *conf,
 			     char *err, size_t errlen);
 /* Fails every pending query (SERVFAIL) and frees the pool. */
@@ -57,6 +59,7 @@ typedef struct gw_up_metrics {
 	uint64_t errors;       /* attempts that failed otherwise */
 	uint64_t ignored;      /* messages dropped: wrong ID/question, junk */
 	uint64_t latency[GW_UP_LAT_BUCKETS];
+	uint64_t latency_sum_us; /* sum of the answered attempts' latency */
 	uint64_t conns_opened; /* pooled connections opened (TCP/TLS) */
 	uint64_t conn_failures;/* connects/handshakes that failed */
 	uint64_t tls_resumed;  /* TLS handshakes that resumed a session */
@@ -66,7 +69,11 @@ typedef struct gw_up_metrics {
 	bool down;             /* health state */
 } gw_up_metrics_t;
 
-/* Copies the counters of upstream i into out. 0 or GW_EINVAL. */
+/* Copies the counters of upstream i into out. 0 or GW_EINVAL. Callable
+ * from any thread (the admin listener's): each field is read with a relaxed
+ * atomic load while the owning worker keeps writing plain increments, so a
+ * field is never torn but fields may be read a moment apart (a benign race:
+ * counters only grow, gauges are approximate by nature). */
 int gw_up_pool_metrics(const gw_up_pool_t *p, unsigned i,
 		       gw_up_metrics_t *out);
 

@@ -16,6 +16,7 @@ first label of the query name:
   size-NNNN    TXT answer of ~NNNN bytes; over UDP TC=1 only when it does not
                fit the query's EDNS buffer size (512 without EDNS)
   nx           NXDOMAIN with an SOA
+  nxmin        NXDOMAIN with an SOA of TTL 3600 and MINIMUM 7 (RFC 2308)
   servfail     SERVFAIL
   refused      REFUSED
   anything else: A 192.0.2.1 TTL 60 (AAAA 2001:db8::1; other types: NODATA)
@@ -45,6 +46,9 @@ import dnswire as W  # noqa: E402
 SOA = W.rr(b'\xc0\x0c', 'SOA',
            W.encode_name('ns.example.test') + W.encode_name('hostmaster.example.test') +
            struct.pack('!IIIII', 1, 3600, 600, 86400, 60), ttl=60)
+SOA_MIN7 = W.rr(b'\xc0\x0c', 'SOA',
+                W.encode_name('ns.example.test') + W.encode_name('hostmaster.example.test') +
+                struct.pack('!IIIII', 1, 3600, 600, 86400, 7), ttl=3600)
 
 
 class Responder:
@@ -167,6 +171,8 @@ class Responder:
             return [(0, resp)]
         if label == 'nx':
             return [(0, W.build_response(msg, rcode=3, authority=[SOA]))]
+        if label == 'nxmin':
+            return [(0, W.build_response(msg, rcode=3, authority=[SOA_MIN7]))]
         if label == 'servfail':
             return [(0, W.build_response(msg, rcode=2))]
         if label == 'refused':

@@ -23,6 +23,8 @@ check = G.check
 def gw(upstreams, up=None, level='info', extra=None, **kw):
     conf = {'upstream': dict(up or {}), 'log': {'level': level}}
     conf.update(extra or {})
+    # These cases count what reaches the upstreams: no response cache.
+    conf.setdefault('cache', {'size_bytes': 0})
     conf['upstream'].setdefault('timeout_ms', 500)
     conf['upstream'].setdefault('attempts', 2)
     g = G.Gateway(suite.binary, upstreams, dot=False, dns=True, config=conf,

@@ -7,10 +7,17 @@
  *
  * Cases (-c): normal, nonzero-id, early-fin, extra-data, two-queries,
  * keepalive, reset, stop-sending, split-prefix, one-byte, tiny-window,
- * dangling, uni, bad-alpn, amplify, streams, bench, handshakes.
+ * dangling, uni, bad-alpn, amplify, streams, bench, handshakes, idle.
  *
  * Prints one JSON object per connection (close codes, answers, stream
- * resets, bytes) and, for bench/handshakes, one summary line. Everything is
+ * resets, bytes) and, for bench/handshakes/idle, one summary line. idle
+ * completes -C handshakes, prints {"idle_ready":...} with the number
+ * established (flushed, so a script can sample the server's memory then),
+ * holds them -d seconds sending nothing, and reports how many survived.
+ * early resumes a first connection's TLS session and sends its query with
+ * opcode -o (0 QUERY, 4 NOTIFY, ...) in 0-RTT on a second one; it prints
+ * the second connection with resumed/early_sent/early_rejected and the
+ * answer's rcode and Extended DNS Error (-1 when none). Everything is
  * on loopback; no certificate is verified (the tests want the gateway's
  * behaviour, not PKI).
  */
@@ -44,13 +51,14 @@
 enum kase {
 	K_NORMAL, K_NONZERO_ID, K_EARLY_FIN, K_EXTRA, K_TWO, K_KEEPALIVE,
 	K_RESET, K_STOP, K_SPLIT, K_ONEBYTE, K_TINYWIN, K_DANGLING, K_UNI,
-	K_BADALPN, K_AMPLIFY, K_STREAMS, K_BENCH, K_HANDSHAKES,
+	K_BADALPN, K_AMPLIFY, K_STREAMS, K_BENCH, K_HANDSHAKES, K_IDLE,
+	K_EARLY,
 };
 static const char *const kase_names[] = {
 	"normal", "nonzero-id", "early-fin", "extra-data", "two-queries",
 	"keepalive", "reset", "stop-sending", "split-prefix", "one-byte",
 	"tiny-window", "dangling", "uni", "bad-alpn", "amplify", "streams",
-	"bench", "handshakes",
+	"bench", "handshakes", "idle", "early",
 };
 
 static struct {
@@ -66,11 +74,17 @@ static struct {
 	uint64_t window;
 	const char *alpn;
 	double timeout;
+	int opcode; /* -o: DNS opcode of the queries (0 QUERY) */
 } opt = {.queries = 1, .name = "example.test", .slow_name =
 	 "slow-2000.example.test", .conns = 1, .streams = 1,
 	 .duration = 5, .window = 0, .alpn = "doq", .timeout = 10};
 
 static WOLFSSL_CTX *ctx;
+/* early: the first connection's session and remembered transport
+ * parameters (RFC 9000 7.4.1), used by conn_new() when set */
+static WOLFSSL_SESSION *resume_sess;
+static uint8_t tp0[512];
+static size_t tp0len;
 static WC_RNG rng;
 
 static double now_s(void)
@@ -100,6 +114,7 @@ typedef struct cstream {
 	bool closed;
 	bool answered;
 	bool slow;
+	bool early; /* some of the query left before the handshake ended */
 } cstream_t;
 
 typedef struct cconn {
@@ -121,6 +136,8 @@ typedef struct cconn {
 	uint64_t bytes_sent, bytes_recv;
 	double t_start, t_hs, t_action, t_last;
 	int phase;
+	bool early_rejected;
+	int rcode, ede; /* last answer's; -1 until known / without EDE */
 	int max_open, open_now;
 	int64_t uni_limit;
 	int uni_rv;
@@ -131,23 +148,28 @@ typedef struct cconn {
 
 static cconn_t *conns[MAX_CONNS];
 static unsigned long total_handshakes;
+static double g_t0; /* start of the run: bench's deadline is global */
 
 static void rnd(uint8_t *p, size_t n) { wc_RNG_GenerateBlock(&rng, p, (word32)n); }
 
 /* --------------------------------------------------------- DNS bits */
 
+/* opt_code: -1 no OPT record, -2 an OPT record without options (EDNS, so
+ * an Extended DNS Error can come back), else an OPT with that option
+ * code and no value. */
 static size_t make_query(uint8_t *out, const char *name, uint16_t id,
 			 int opt_code)
 {
 	size_t n = 0;
 	out[n++] = (uint8_t)(id >> 8);
 	out[n++] = (uint8_t)id;
-	out[n++] = 0x01; /* RD */
+	/* opcode (RFC 1035 4.1.1); RD only on a QUERY */
+	out[n++] = (uint8_t)(opt.opcode << 3 | (opt.opcode == 0 ? 0x01 : 0));
 	out[n++] = 0;
 	out[n++] = 0; out[n++] = 1; /* QD */
 	out[n++] = 0; out[n++] = 0;
 	out[n++] = 0; out[n++] = 0;
-	out[n++] = 0; out[n++] = opt_code >= 0 ? 1 : 0;
+	out[n++] = 0; out[n++] = opt_code != -1 ? 1 : 0;
 	const char *p = name;
 	while (*p) {
 		const char *dot = strchr(p, '.');
@@ -162,7 +184,12 @@ static size_t make_query(uint8_t *out, const char *name, uint16_t id,
 	out[n++] = 0;
 	out[n++] = 0; out[n++] = 1; /* A */
 	out[n++] = 0; out[n++] = 1; /* IN */
-	if (opt_code >= 0) {
+	if (opt_code == -2) {
+		static const uint8_t rr[] = {0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0,
+					     0, 0};
+		memcpy(out + n, rr, sizeof(rr));
+		n += sizeof(rr);
+	} else if (opt_code >= 0) {
 		static const uint8_t rr[] = {0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0};
 		memcpy(out + n, rr, sizeof(rr));
 		n += sizeof(rr);
@@ -220,6 +247,58 @@ static cstream_t *find_stream(cconn_t *c, int64_t id)
 	return NULL;
 }
 
+/* Skips a (possibly compressed) name; returns the offset after it or 0. */
+static size_t skip_name(const uint8_t *m, size_t len, size_t i)
+{
+	while (i < len) {
+		if ((m[i] & 0xc0) == 0xc0)
+			return i + 2 <= len ? i + 2 : 0;
+		if (m[i] == 0)
+			return i + 1;
+		i += 1 + m[i];
+	}
+	return 0;
+}
+
+/* The answer's RCODE and first Extended DNS Error info-code (RFC 8914). */
+static void parse_answer(cconn_t *c, const uint8_t *m, size_t len)
+{
+	c->rcode = len >= 12 ? m[3] & 0xf : -1;
+	c->ede = -1;
+	if (len < 12)
+		return;
+	unsigned qd = (unsigned)(m[4] << 8 | m[5]);
+	unsigned rr = (unsigned)(m[6] << 8 | m[7]) + (unsigned)(m[8] << 8 | m[9]) +
+		      (unsigned)(m[10] << 8 | m[11]);
+	size_t i = 12;
+	for (unsigned k = 0; k < qd && i; k++) {
+		i = skip_name(m, len, i);
+		if (!i || i + 4 > len)
+			return;
+		i += 4;
+	}
+	for (unsigned k = 0; k < rr && i; k++) {
+		i = skip_name(m, len, i);
+		if (!i || i + 10 > len)
+			return;
+		unsigned type = (unsigned)(m[i] << 8 | m[i + 1]);
+		size_t rdlen = (size_t)(m[i + 8] << 8 | m[i + 9]);
+		size_t r = i + 10;
+		if (r + rdlen > len)
+			return;
+		for (size_t o = r; type == 41 && o + 4 <= r + rdlen;) {
+			unsigned code = (unsigned)(m[o] << 8 | m[o + 1]);
+			size_t ol = (size_t)(m[o + 2] << 8 | m[o + 3]);
+			if (code == 15 && ol >= 2 && o + 6 <= r + rdlen) {
+				c->ede = m[o + 4] << 8 | m[o + 5];
+				return;
+			}
+			o += 4 + ol;
+		}
+		i = r + rdlen;
+	}
+}
+
 static void record_latency(cconn_t *c, double v)
 {
 	if (c->nlat == c->caplat) {
@@ -247,10 +326,12 @@ static int cb_recv_stream_data(ngtcp2_conn *conn, uint32_t flags,
 	if ((flags & NGTCP2_STREAM_DATA_FLAG_FIN) && !s->answered) {
 		s->answered = true;
 		size_t ml = s->inlen >= 2 ? (size_t)(s->in[0] << 8 | s->in[1]) : 0;
-		if (ml + 2 != s->inlen || ml < 12)
+		if (ml + 2 != s->inlen || ml < 12) {
 			c->bad_answers++;
-		else
+		} else {
 			c->answers++;
+			parse_answer(c, s->in + 2, ml);
+		}
 		record_latency(c, now_s() - s->t0);
 	}
 	return 0;
@@ -293,7 +374,14 @@ static int cb_stream_close(ngtcp2_conn *conn, uint32_t flags, int64_t sid,
 	return 0;
 }
 
+static int cb_early_rejected(ngtcp2_conn *conn, void *u)
+{
+	((cconn_t *)u)->early_rejected = true;
+	return 0;
+}
+
 static const ngtcp2_callbacks client_callbacks = {
+	.tls_early_data_rejected = cb_early_rejected,
 	.client_initial = ngtcp2_crypto_client_initial_cb,
 	.recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb,
 	.handshake_completed = cb_handshake_completed,
@@ -335,6 +423,7 @@ static cconn_t *conn_new(int idx)
 	cconn_t *c = calloc(1, sizeof(*c));
 	c->idx = idx;
 	c->uni_limit = -1;
+	c->rcode = c->ede = -1;
 	c->fd = socket(opt.addr.ss_family, SOCK_DGRAM | SOCK_NONBLOCK, 0);
 	if (c->fd < 0 ||
 	    connect(c->fd, (struct sockaddr *)&opt.addr, opt.addrlen) < 0) {
@@ -385,6 +474,15 @@ static cconn_t *conn_new(int idx)
 		wolfSSL_set_alpn_protos(c->ssl, alpn, (unsigned)al + 1);
 	wolfSSL_set_quic_transport_version(c->ssl, 0x39);
 	ngtcp2_conn_set_tls_native_handle(c->conn, c->ssl);
+	/* early: resume, and let ngtcp2 open streams before the handshake
+	 * with the server's remembered limits (RFC 9001 4.6.1) */
+	if (resume_sess && wolfSSL_set_session(c->ssl, resume_sess) ==
+				   WOLFSSL_SUCCESS &&
+	    wolfSSL_SESSION_get_max_early_data(resume_sess))
+		wolfSSL_set_quic_early_data_enabled(c->ssl, 1);
+	if (tp0len)
+		ngtcp2_conn_decode_and_set_0rtt_transport_params(c->conn, tp0,
+								 tp0len);
 	c->t_start = c->t_last = now_s();
 	return c;
 }
@@ -420,7 +518,7 @@ static cstream_t *send_query(cconn_t *c, const char *name, enum kase k)
 		return NULL;
 	uint8_t msg[600];
 	size_t ml = make_query(msg, name, k == K_NONZERO_ID ? 0x1234 : 0,
-			       k == K_KEEPALIVE ? 11 : -1);
+			       k == K_KEEPALIVE ? 11 : k == K_EARLY ? -2 : -1);
 	s->out[0] = (uint8_t)(ml >> 8);
 	s->out[1] = (uint8_t)ml;
 	memcpy(s->out + 2, msg, ml);
@@ -494,6 +592,8 @@ static void conn_write(cconn_t *c)
 				c->done = true;
 				return;
 			}
+			if (s && nd > 0 && !c->handshake)
+				s->early = true;
 			if (s && nd >= 0) {
 				s->sent += (size_t)nd;
 				if (s->sent == s->len && s->fin &&
@@ -610,26 +710,37 @@ static void conn_step(cconn_t *c)
 		break;
 	}
 	case K_BENCH: {
-		/* keep S queries outstanding until the duration is over */
-		if (now - c->t_start < opt.duration) {
-			while (c->open_now < opt.streams) {
-				/* recycle finished stream slots */
-				int j = -1;
+		/* Keep S queries outstanding until the duration is over. A
+		 * query is outstanding until its answer's FIN, not until the
+		 * stream closes: closing also waits for the server to ACK our
+		 * FIN, and a server that delays ACKs (RFC 9000 13.2.1, up to
+		 * max_ack_delay) would otherwise be measured at one query per
+		 * ACK delay. The stream limit is the server's to enforce. */
+		int outstanding = 0;
+		for (int i = 0; i < c->nst; i++)
+			outstanding += !c->st[i]->answered && !c->st[i]->closed;
+		if (now - g_t0 < opt.duration) {
+			while (outstanding < opt.streams) {
+				/* recycle closed stream slots */
 				for (int i = 0; i < c->nst; i++)
 					if (c->st[i]->closed) {
-						j = i;
-						break;
+						free(c->st[i]);
+						c->st[i--] = c->st[--c->nst];
 					}
-				if (j >= 0) {
-					free(c->st[j]);
-					c->st[j] = c->st[--c->nst];
-				}
 				if (!send_query(c, opt.name, K_NORMAL))
 					break;
+				outstanding++;
 			}
-		} else if (c->open_now == 0) {
+		} else if (outstanding == 0) {
 			conn_close(c, 0);
 		}
+		/* the server gives no more stream credit (knotd 3.4 stops at
+		 * 1024 streams per connection): done here; main() opens a new
+		 * connection in its place while the duration lasts */
+		if (!c->done && outstanding == 0 &&
+		    ngtcp2_conn_get_streams_bidi_left(c->conn) == 0 &&
+		    c->sent_queries > 0)
+			conn_close(c, 0);
 		break;
 	}
 	case K_HANDSHAKES:
@@ -735,6 +846,88 @@ static void print_conn(cconn_t *c)
 	       (long long)c->uni_limit, c->uni_rv);
 }
 
+/* Drives one connection until want(c) holds, it ends, or the deadline. */
+static bool pump(cconn_t *c, double until, bool (*want)(cconn_t *))
+{
+	while (!want(c) && !c->done && now_s() < until) {
+		conn_write(c);
+		struct pollfd p = {.fd = c->fd, .events = POLLIN};
+		ngtcp2_tstamp e = ngtcp2_conn_get_expiry(c->conn), t = now_ts();
+		int tmo = e <= t ? 0 : (e - t) / 1000000 < 20 ? (int)((e - t) / 1000000) : 20;
+		poll(&p, 1, tmo);
+		if (p.revents & POLLIN)
+			conn_read(c);
+		conn_timer(c);
+	}
+	return want(c);
+}
+
+static bool want_handshake(cconn_t *c) { return c->handshake; }
+static bool want_answer(cconn_t *c) { return c->answers + c->bad_answers > 0; }
+
+/* The first connection's answer and a session ticket to resume with (sent
+ * after the handshake, RFC 8446 4.6.1). */
+static bool want_ticket(cconn_t *c)
+{
+	if (!want_answer(c))
+		return false;
+	WOLFSSL_SESSION *s = wolfSSL_get1_session(c->ssl);
+	bool ok = s && wolfSSL_SESSION_has_ticket(s);
+	wolfSSL_SESSION_free(s);
+	return ok;
+}
+
+/* -c early: resume the first connection's session on a second one and send
+ * its query in 0-RTT (RFC 9250 4.5, RFC 9001 4.6). */
+static int run_early(void)
+{
+	double until = now_s() + opt.timeout;
+	int saved_opcode = opt.opcode;
+	opt.opcode = 0; /* the first connection asks a plain QUERY */
+	cconn_t *a = conn_new(0);
+	bool ok = pump(a, until, want_handshake) &&
+		  send_query(a, opt.name, K_NORMAL) && pump(a, until, want_ticket);
+	if (!ok) {
+		print_conn(a);
+		fprintf(stderr, "early: no answer or no session ticket on the "
+				"first connection\n");
+		conn_free(a);
+		return 1;
+	}
+	resume_sess = wolfSSL_get1_session(a->ssl);
+	ngtcp2_ssize n = ngtcp2_conn_encode_0rtt_transport_params(
+		a->conn, tp0, sizeof(tp0));
+	tp0len = n > 0 ? (size_t)n : 0;
+	conn_close(a, 0);
+	conn_free(a);
+
+	opt.opcode = saved_opcode;
+	cconn_t *b = conn_new(1);
+	/* opened before the handshake: its data goes out in 0-RTT packets
+	 * when the ticket allows early data, else waits for 1-RTT */
+	cstream_t *st = send_query(b, opt.name, K_EARLY);
+	pump(b, until, want_handshake);
+	if (!st)
+		st = send_query(b, opt.name, K_EARLY);
+	pump(b, until, want_answer);
+	printf("{\"conn\":1,\"case\":\"early\",\"handshake\":%s,"
+	       "\"resumed\":%s,\"early_sent\":%s,\"early_rejected\":%s,"
+	       "\"tls_early_status\":%d,\"opcode\":%d,\"answers\":%d,"
+	       "\"rcode\":%d,\"ede\":%d}\n",
+	       b->handshake ? "true" : "false",
+	       wolfSSL_session_reused(b->ssl) ? "true" : "false",
+	       st && st->early ? "true" : "false",
+	       b->early_rejected ? "true" : "false",
+	       wolfSSL_get_early_data_status(b->ssl), opt.opcode, b->answers,
+	       b->rcode, b->ede);
+	if (!b->done)
+		conn_close(b, 0);
+	conn_free(b);
+	wolfSSL_SESSION_free(resume_sess);
+	resume_sess = NULL;
+	return 0;
+}
+
 static int cmp_d(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -745,7 +938,7 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: doq_client -s ADDR -p PORT [-c CASE] [-n N] "
 			"[-q NAME] [-C CONNS] [-S STREAMS] [-d SECS] [-w WIN] "
-			"[-a ALPN] [-t TIMEOUT] [-Q]\n");
+			"[-a ALPN] [-t TIMEOUT] [-o OPCODE] [-Q]\n");
 	exit(2);
 }
 
@@ -754,7 +947,7 @@ int main(int argc, char **argv)
 	const char *host = "127.0.0.1";
 	int port = 853, ch;
 	bool quiet = false;
-	while ((ch = getopt(argc, argv, "s:p:c:n:q:C:S:d:w:a:t:Q")) != -1) {
+	while ((ch = getopt(argc, argv, "s:p:c:n:q:C:S:d:w:a:t:o:Q")) != -1) {
 		switch (ch) {
 		case 's': host = optarg; break;
 		case 'p': port = atoi(optarg); break;
@@ -776,6 +969,7 @@ int main(int argc, char **argv)
 		case 'w': opt.window = strtoull(optarg, NULL, 10); break;
 		case 'a': opt.alpn = optarg; break;
 		case 't': opt.timeout = atof(optarg); break;
+		case 'o': opt.opcode = atoi(optarg) & 0xf; break;
 		case 'Q': quiet = true; break;
 		default: usage();
 		}
@@ -808,9 +1002,23 @@ int main(int argc, char **argv)
 	ngtcp2_crypto_wolfssl_configure_client_context(ctx);
 	wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, NULL);
 
+	if (opt.kase == K_EARLY) {
+		int rc = run_early();
+		wolfSSL_CTX_free(ctx);
+		wc_FreeRng(&rng);
+		wolfSSL_Cleanup();
+		return rc;
+	}
 	double t0 = now_s();
+	g_t0 = t0;
 	int live = 0;
 	unsigned long finished = 0, answers = 0, bad = 0;
+	/* handshakes the server closed at once with an application error
+	 * (DOQ_EXCESSIVE_LOAD from a connection cap) before any answer: they
+	 * count as handshakes but served nothing */
+	unsigned long refused = 0;
+	double t_ready = 0; /* idle: when every handshake was settled */
+	int established = 0;
 	double *lat = NULL;
 	size_t nlat = 0;
 	int nc = opt.conns;
@@ -819,7 +1027,8 @@ int main(int argc, char **argv)
 		live++;
 	}
 	struct pollfd *pfd = calloc(MAX_CONNS, sizeof(*pfd));
-	double limit = opt.kase == K_BENCH || opt.kase == K_HANDSHAKES
+	double limit = opt.kase == K_BENCH || opt.kase == K_HANDSHAKES ||
+				       opt.kase == K_IDLE
 			       ? opt.duration + opt.timeout
 			       : opt.timeout;
 	int next_idx = nc;
@@ -845,6 +1054,9 @@ int main(int argc, char **argv)
 				finished++;
 				answers += (unsigned long)c->answers;
 				bad += (unsigned long)c->bad_answers;
+				if (c->handshake && !c->answers &&
+				    !c->closed_by_us && c->close_type == 2)
+					refused++;
 				lat = realloc(lat, (nlat + c->nlat) * sizeof(double));
 				if (c->nlat)
 					memcpy(lat + nlat, c->lat,
@@ -853,7 +1065,8 @@ int main(int argc, char **argv)
 				conn_free(c);
 				conns[i] = NULL;
 				live--;
-				if (opt.kase == K_HANDSHAKES &&
+				if ((opt.kase == K_HANDSHAKES ||
+				     opt.kase == K_BENCH) &&
 				    now_s() - t0 < opt.duration) {
 					conns[i] = conn_new(next_idx++);
 					live++;
@@ -880,6 +1093,28 @@ int main(int argc, char **argv)
 		for (int i = 0; i < nc; i++)
 			if (!conns[i])
 				pfd[i].fd = -1;
+		if (opt.kase == K_IDLE) {
+			int hs = 0, settled = 0;
+			for (int i = 0; i < nc; i++) {
+				if (!conns[i]) {
+					settled++;
+					continue;
+				}
+				hs += conns[i]->handshake && !conns[i]->done;
+				settled += conns[i]->handshake || conns[i]->done;
+			}
+			if (!t_ready && (settled == nc ||
+					 now_s() - t0 >= opt.timeout)) {
+				t_ready = now_s();
+				established = hs;
+				printf("{\"idle_ready\":true,\"conns\":%d,"
+				       "\"established\":%d,\"after_s\":%.2f}\n",
+				       nc, hs, t_ready - t0);
+				fflush(stdout);
+			}
+			if (t_ready && now_s() - t_ready >= opt.duration)
+				break;
+		}
 		poll(pfd, (nfds_t)nc, tmo);
 		for (int i = 0; i < nc; i++) {
 			cconn_t *c = conns[i];
@@ -890,9 +1125,11 @@ int main(int argc, char **argv)
 			conn_timer(c);
 		}
 	}
+	int still_open = 0;
 	for (int i = 0; i < nc; i++) {
 		if (!conns[i])
 			continue;
+		still_open += conns[i]->handshake && !conns[i]->done;
 		if (!quiet)
 			print_conn(conns[i]);
 		answers += (unsigned long)conns[i]->answers;
@@ -900,6 +1137,11 @@ int main(int argc, char **argv)
 		conn_free(conns[i]);
 	}
 	double el = now_s() - t0;
+	if (opt.kase == K_IDLE)
+		printf("{\"summary\":true,\"case\":\"idle\",\"conns\":%d,"
+		       "\"established\":%d,\"still_open\":%d,\"held_s\":%.2f}\n",
+		       nc, established, still_open,
+		       t_ready ? now_s() - t_ready : 0.0);
 	if (opt.kase == K_BENCH || opt.kase == K_HANDSHAKES) {
 		qsort(lat, nlat, sizeof(double), cmp_d);
 		double p50 = nlat ? lat[nlat / 2] : 0;
@@ -909,11 +1151,12 @@ int main(int argc, char **argv)
 		printf("{\"summary\":true,\"case\":\"%s\",\"conns\":%d,"
 		       "\"streams\":%d,\"seconds\":%.2f,\"answers\":%lu,"
 		       "\"bad\":%lu,\"qps\":%.0f,\"handshakes\":%lu,"
+		       "\"refused\":%lu,"
 		       "\"handshakes_per_s\":%.1f,\"p50_ms\":%.2f,"
 		       "\"p90_ms\":%.2f,\"p99_ms\":%.2f}\n",
 		       kase_names[opt.kase], opt.conns, opt.streams, run,
 		       answers, bad, (double)answers / run, total_handshakes,
-		       (double)total_handshakes / el, p50 * 1e3, p90 * 1e3,
+		       refused, (double)total_handshakes / el, p50 * 1e3, p90 * 1e3,
 		       p99 * 1e3);
 	}
 	free(lat);

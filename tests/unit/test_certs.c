@@ -284,6 +284,32 @@ static void test_certs_enable_quic(void **state)
 	assert_non_null(ssl);
 	assert_int_equal(wolfSSL_is_quic(ssl), 1);
 	wolfSSL_free(ssl);
+	/* 0-RTT off unless asked for (doq.early_data) */
+	assert_int_equal(wolfSSL_CTX_get_max_early_data(gw_certs_ctx(c)), 0);
+	gw_certs_unref(c);
+}
+
+/* doq.early_data: tickets allow early data, QUIC's way (RFC 9001 4.6.1). */
+static void test_certs_quic_early_data(void **state)
+{
+	(void)state;
+	char err[256] = "";
+	static const char *const doq_alpn[] = { "doq", NULL };
+	gw_certs_t *c = gw_certs_selfsigned(doq_alpn, err, sizeof(err));
+	assert_non_null(c);
+	/* not a QUIC context yet */
+	assert_int_equal(gw_certs_quic_early_data(c, err, sizeof(err)),
+			 GW_EINVAL);
+	assert_int_equal(gw_certs_enable_quic(c, err, sizeof(err)), 0);
+	assert_int_equal(gw_certs_quic_early_data(c, err, sizeof(err)), 0);
+	assert_int_equal(
+		(unsigned)wolfSSL_CTX_get_max_early_data(gw_certs_ctx(c)),
+		0xffffffffu);
+	WOLFSSL *ssl = wolfSSL_new(gw_certs_ctx(c));
+	assert_non_null(ssl);
+	assert_int_equal((unsigned)wolfSSL_get_max_early_data(ssl),
+			 0xffffffffu);
+	wolfSSL_free(ssl);
 	gw_certs_unref(c);
 }
 
@@ -314,6 +340,7 @@ int main(void)
 		cmocka_unit_test(test_certs_bad_alpn_list),
 		cmocka_unit_test(test_certs_generate_rejects_bad_dates),
 		cmocka_unit_test(test_certs_enable_quic),
+		cmocka_unit_test(test_certs_quic_early_data),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -249,6 +249,13 @@ static void test_config_example_is_defaults(void **state)
 	assert_int_equal(conf.log_level, def.log_level);
 	assert_int_equal(conf.log_format, def.log_format);
 	assert_int_equal(conf.query_log, def.query_log);
+	assert_memory_equal(&conf.policy, &def.policy, sizeof(def.policy));
+	assert_int_equal(conf.doq.retry, def.doq.retry);
+	assert_int_equal(conf.doq.retry_threshold, def.doq.retry_threshold);
+	assert_int_equal(conf.doq.idle_timeout_ms, def.doq.idle_timeout_ms);
+	assert_int_equal(conf.doq.max_streams, def.doq.max_streams);
+	assert_int_equal(conf.doq.stream_timeout_ms, def.doq.stream_timeout_ms);
+	assert_int_equal(conf.doq.early_data, def.doq.early_data);
 	assert_int_equal(conf.n_listen, 5);
 	assert_string_equal(conf.listen[0].url, "dot://127.0.0.1:8853");
 }
@@ -264,10 +271,12 @@ static void test_config_doq(void **state)
 	assert_int_equal(conf.doq.idle_timeout_ms, 30000);
 	assert_int_equal(conf.doq.stream_timeout_ms, 10000);
 	assert_int_equal(conf.doq.retry_threshold, 256);
+	assert_false(conf.doq.early_data); /* 0-RTT off by default */
 	assert_int_equal(build_yaml(path,
 		"upstream: {servers: [udp://127.0.0.1]}\n"
 		"doq: {retry: always, idle_timeout_ms: 7000, max_streams: 8,\n"
 		"      stream_timeout_ms: 900, retry_threshold: 0}\n"), 0);
+	assert_false(conf.doq.early_data);
 	assert_int_equal(conf.doq.retry, GW_DOQ_RETRY_ALWAYS);
 	assert_int_equal(conf.doq.idle_timeout_ms, 7000);
 	assert_int_equal(conf.doq.max_streams, 8);
@@ -275,6 +284,13 @@ static void test_config_doq(void **state)
 	assert_int_equal(conf.doq.retry_threshold, 0);
 	assert_int_equal(build_yaml(path, "doq: {retry: never}\n"), 0);
 	assert_int_equal(conf.doq.retry, GW_DOQ_RETRY_NEVER);
+	assert_int_equal(build_yaml(path, "doq: {early_data: true}\n"), 0);
+	assert_true(conf.doq.early_data);
+	assert_int_equal(build_yaml(path, "doq: {early_data: false}\n"), 0);
+	assert_false(conf.doq.early_data);
+	assert_int_equal(build_yaml(path, "doq:\n  early_data: maybe\n"),
+			 GW_ECONFIG);
+	assert_pos(path, 2, 15, "expected true or false");
 	assert_int_equal(build_yaml(path, "doq:\n  retry: sometimes\n"),
 			 GW_ECONFIG);
 	assert_pos(path, 2, 10, "unknown mode 'sometimes'");
@@ -283,6 +299,65 @@ static void test_config_doq(void **state)
 	assert_err_has("out of range");
 	assert_int_equal(gw_doq_retry_parse("auto"), GW_DOQ_RETRY_AUTO);
 	assert_int_equal(gw_doq_retry_parse("x"), -1);
+}
+
+static void test_config_cache(void **state)
+{
+	char path[64];
+	(void)state;
+	/* on by default */
+	assert_int_equal(build_yaml(path, "upstream: {servers: [udp://127.0.0.1]}\n"), 0);
+	assert_int_equal(conf.cache.size_bytes, 32u << 20);
+	assert_int_equal(conf.cache.min_ttl, 0);
+	assert_int_equal(conf.cache.max_ttl, 86400);
+	assert_int_equal(conf.cache.negative_max_ttl, 3600);
+	assert_false(conf.cache.serve_stale);
+	assert_int_equal(conf.cache.stale_ttl, 86400);
+	assert_int_equal(build_yaml(path,
+		"cache: {size_bytes: 1000000, min_ttl: 5, max_ttl: 600,\n"
+		"        negative_max_ttl: 30, serve_stale: true, stale_ttl: 120}\n"), 0);
+	assert_int_equal(conf.cache.size_bytes, 1000000);
+	assert_int_equal(conf.cache.min_ttl, 5);
+	assert_int_equal(conf.cache.max_ttl, 600);
+	assert_int_equal(conf.cache.negative_max_ttl, 30);
+	assert_true(conf.cache.serve_stale);
+	assert_int_equal(conf.cache.stale_ttl, 120);
+	/* 0 turns it off */
+	assert_int_equal(build_yaml(path, "cache: {size_bytes: 0}\n"), 0);
+	assert_int_equal(conf.cache.size_bytes, 0);
+	/* ranges and cross-checks */
+	assert_int_equal(build_yaml(path, "cache:\n  max_ttl: 0\n"), GW_ECONFIG);
+	assert_pos(path, 2, 12, "out of range");
+	assert_int_equal(build_yaml(path, "cache:\n  stale_ttl: 9999999\n"),
+			 GW_ECONFIG);
+	assert_err_has("out of range");
+	assert_int_equal(build_yaml(path, "cache:\n  negative_max_ttl: 86401\n"),
+			 GW_ECONFIG);
+	assert_err_has("out of range");
+	assert_int_equal(build_yaml(path, "cache:\n  serve_stale: maybe\n"),
+			 GW_ECONFIG);
+	assert_err_has("expected true or false");
+	assert_int_equal(build_yaml(path, "cache: {min_ttl: 700, max_ttl: 600}\n"),
+			 GW_ECONFIG);
+	assert_err_has("cache.min_ttl (700) is above cache.max_ttl (600)");
+	assert_int_equal(build_yaml(path, "cache: {sizebytes: 1}\n"), GW_ECONFIG);
+	/* --cache-size and DNSGW_CACHE_SIZE; the flag wins */
+	const char *a0[] = { "--upstream", "udp://127.0.0.1", "--cache-size", "0",
+			     NULL };
+	assert_int_equal(build(a0, NULL), 0);
+	assert_int_equal(conf.cache.size_bytes, 0);
+	const char *env[] = { "DNSGW_CACHE_SIZE=4096", NULL };
+	const char *a1[] = { "--upstream", "udp://127.0.0.1", NULL };
+	assert_int_equal(build(a1, env), 0);
+	assert_int_equal(conf.cache.size_bytes, 4096);
+	assert_int_equal(build(a0, env), 0);
+	assert_int_equal(conf.cache.size_bytes, 0);
+	const char *bad[] = { "--cache-size", "lots", NULL };
+	assert_int_equal(build(bad, NULL), GW_ECONFIG);
+	assert_err_has("--cache-size: 'lots' is not a number of bytes");
+	const char *big[] = { "--cache-size", "4294967296", NULL };
+	assert_int_equal(build(big, NULL), GW_ECONFIG);
+	assert_err_has("--cache-size: 4294967296 is out of range");
 }
 
 static void test_config_file_empty_and_minimal(void **state)
@@ -1079,6 +1154,42 @@ static void test_config_log_levels(void **state)
 
 /* ------------------------------------------------- upstream pool keys */
 
+static void test_config_bootstrap(void **state)
+{
+	char path[64];
+	const struct sockaddr_in *s4 =
+		(const struct sockaddr_in *)&conf.up.bootstrap_addr;
+	(void)state;
+	gw_conf_defaults(&conf);
+	assert_string_equal(conf.up.bootstrap, "");
+	assert_int_equal(conf.up.bootstrap_addrlen, 0);
+	/* a bare address means port 53 */
+	assert_int_equal(build_yaml(path, "upstream: {bootstrap: 127.0.0.2}\n"),
+			 0);
+	assert_string_equal(conf.up.bootstrap, "127.0.0.2");
+	assert_int_equal(s4->sin_family, AF_INET);
+	assert_int_equal(ntohs(s4->sin_port), 53);
+	/* the flag wins over the environment and the file; with a port */
+	const char *args[] = { "--bootstrap", "127.0.0.3:5353", NULL };
+	const char *env[] = { "DNSGW_BOOTSTRAP=127.0.0.4", NULL };
+	assert_int_equal(build(args, env), 0);
+	assert_int_equal(ntohs(s4->sin_port), 5353);
+	assert_int_equal(s4->sin_addr.s_addr, htonl(0x7f000003));
+	assert_int_equal(build(NULL, env), 0);
+	assert_string_equal(conf.up.bootstrap, "127.0.0.4");
+	const char *v6[] = { "--bootstrap", "::1", NULL };
+	assert_int_equal(build(v6, NULL), 0);
+	assert_int_equal(conf.up.bootstrap_addr.ss_family, AF_INET6);
+	/* names are not accepted: the bootstrap resolver cannot need one */
+	const char *bad[] = { "--bootstrap", "dns.example", NULL };
+	assert_int_equal(build(bad, NULL), GW_ECONFIG);
+	assert_err_has("--bootstrap: 'dns.example'");
+	assert_int_equal(build_yaml(path, "upstream:\n"
+					  "  bootstrap: 127.0.0.1:99999\n"),
+			 GW_ECONFIG);
+	assert_pos(path, 2, 14, "upstream.bootstrap");
+}
+
 static void test_config_upstream_pool_keys(void **state)
 {
 	char path[64];
@@ -1171,11 +1282,152 @@ static void test_config_upstream_pool_keys(void **state)
 	assert_int_equal(gw_up_policy_parse("Ordered"), -1);
 }
 
+/* user: file, environment and flag (the flag wins); names checked. */
+static void test_config_user(void **state)
+{
+	char path[64];
+	(void)state;
+	const char *none[] = { NULL };
+	assert_int_equal(build(none, NULL), 0);
+	assert_string_equal(conf.user, ""); /* default: stay who we are */
+
+	assert_int_equal(build_yaml(path, "user: dnsgw\n"), 0);
+	assert_string_equal(conf.user, "dnsgw");
+	assert_int_equal(build_yaml(path, "user: \"\"\n"), 0);
+	assert_string_equal(conf.user, "");
+	assert_int_equal(build_yaml(path, "threads: 1\nuser: \"bad user\"\n"),
+			 GW_ECONFIG);
+	assert_pos(path, 2, 7, "not a user name");
+
+	const char *env[] = { "DNSGW_USER=nobody", NULL };
+	assert_int_equal(build(none, env), 0);
+	assert_string_equal(conf.user, "nobody");
+	const char *flags[] = { "--user", "_dnsgw", NULL };
+	assert_int_equal(build(flags, env), 0);
+	assert_string_equal(conf.user, "_dnsgw");
+
+	const char *bad[] = { "--user", "-root", NULL };
+	assert_int_equal(build(bad, NULL), GW_ECONFIG);
+	assert_err_has("--user");
+	const char *longu[] = { "--user",
+				"a123456789012345678901234567890123", NULL };
+	assert_int_equal(build(longu, NULL), GW_ECONFIG);
+	assert_err_has("1 to 32 characters");
+	const char *envbad[] = { "DNSGW_USER=a:b", NULL };
+	assert_int_equal(build(none, envbad), GW_ECONFIG);
+	assert_err_has("DNSGW_USER");
+}
+
+/* policy: ACLs, rate limits, ECS, PROXY v2, log.anonymize (docs/policy.md) */
+static void test_config_policy(void **state)
+{
+	char path[64];
+	(void)state;
+	gw_conf_defaults(&conf);
+	assert_int_equal(conf.policy.acl.n, 0);
+	assert_int_equal(conf.policy.qps, 0);
+	assert_int_equal(conf.policy.conn_rate, 0);
+	assert_int_equal(conf.policy.slip, 2);
+	assert_int_equal(conf.policy.ratelimit_clients, 65536);
+	assert_false(conf.policy.ecs_add);
+	assert_int_equal(conf.policy.ecs_ipv4_prefix, 24);
+	assert_int_equal(conf.policy.ecs_ipv6_prefix, 56);
+	assert_false(conf.policy.log_anonymize);
+	assert_int_equal(conf.policy.n_proxy_listen, 0);
+
+	assert_int_equal(
+		build_yaml(path,
+			   "upstream: {servers: [udp://127.0.0.1]}\n"
+			   "listen: [udp://127.0.0.1:5300, tcp://127.0.0.1:5300]\n"
+			   "log: {queries: true, anonymize: true}\n"
+			   "policy:\n"
+			   "  acl: [\"allow 127.0.0.0/8\", \"deny all\"]\n"
+			   "  listener_acl:\n"
+			   "    - listen: udp://127.0.0.1:5300\n"
+			   "      acl: [\"deny 127.0.0.2\", \"allow ::1/128\"]\n"
+			   "  ratelimit: {qps: 50, qps_burst: 100, conn_rate: 5,\n"
+			   "              conn_burst: 10, slip: 0, clients: 1024}\n"
+			   "  ecs: {add: true, ipv4_prefix: 20, ipv6_prefix: 48}\n"
+			   "  proxy_protocol:\n"
+			   "    listeners: [tcp://127.0.0.1:5300]\n"
+			   "    trusted: [10.0.0.0/8, \"::1\"]\n"),
+		0);
+	assert_int_equal(conf.policy.acl.n, 2);
+	assert_true(conf.policy.acl.rule[0].allow);
+	assert_int_equal(conf.policy.acl.rule[0].net.prefix, 8);
+	assert_false(conf.policy.acl.rule[1].allow);
+	assert_int_equal(conf.policy.acl.rule[1].net.addr.ss_family, AF_UNSPEC);
+	assert_int_equal(conf.policy.n_listener_acl, 1);
+	assert_int_equal(conf.policy.listener_acl[0].listen.proto,
+			 GW_PROTO_UDP);
+	assert_int_equal(conf.policy.listener_acl[0].acl.n, 2);
+	assert_int_equal(conf.policy.listener_acl[0].acl.rule[0].net.prefix,
+			 32);
+	assert_int_equal(conf.policy.qps, 50);
+	assert_int_equal(conf.policy.qps_burst, 100);
+	assert_int_equal(conf.policy.conn_rate, 5);
+	assert_int_equal(conf.policy.conn_burst, 10);
+	assert_int_equal(conf.policy.slip, 0);
+	assert_int_equal(conf.policy.ratelimit_clients, 1024);
+	assert_true(conf.policy.ecs_add);
+	assert_int_equal(conf.policy.ecs_ipv4_prefix, 20);
+	assert_int_equal(conf.policy.ecs_ipv6_prefix, 48);
+	assert_true(conf.query_log);
+	assert_true(conf.policy.log_anonymize);
+	assert_int_equal(conf.policy.n_proxy_listen, 1);
+	assert_int_equal(conf.policy.proxy_listen[0].proto, GW_PROTO_TCP);
+	assert_int_equal(conf.policy.n_proxy_trusted, 2);
+	assert_int_equal(conf.policy.proxy_trusted[1].prefix, 128);
+
+	/* errors carry the position of the bad value */
+	assert_int_equal(build_yaml(path, "policy:\n  acl: [\"permit 1.2.3.4\"]\n"),
+			 GW_ECONFIG);
+	assert_pos(path, 2, 9, "expected 'allow NET' or 'deny NET'");
+	assert_int_equal(build_yaml(path, "policy:\n  acl: [\"deny 10.0.0.0/40\"]\n"),
+			 GW_ECONFIG);
+	assert_pos(path, 2, 9, "prefix length");
+	assert_int_equal(
+		build_yaml(path, "policy:\n  ecs: {ipv4_prefix: 33}\n"),
+		GW_ECONFIG);
+	assert_pos(path, 2, 22, "out of range");
+	assert_int_equal(
+		build_yaml(path, "policy:\n  ecs: {ipv6_prefix: 129}\n"),
+		GW_ECONFIG);
+	assert_err_has("out of range");
+	assert_int_equal(
+		build_yaml(path, "policy:\n  ratelimit: {clients: 10}\n"),
+		GW_ECONFIG);
+	assert_err_has("out of range");
+	assert_int_equal(
+		build_yaml(path, "policy:\n  ratelimit: {slip: 101}\n"),
+		GW_ECONFIG);
+	assert_err_has("out of range");
+	assert_int_equal(build_yaml(path, "policy:\n  proxy_protocol:\n"
+					  "    listeners: [udp://127.0.0.1:53]\n"),
+			 GW_ECONFIG);
+	assert_err_has("stream listeners only");
+	assert_int_equal(build_yaml(path, "policy:\n  proxy_protocol:\n"
+					  "    trusted: [nope]\n"),
+			 GW_ECONFIG);
+	assert_pos(path, 3, 15, "not an IP address");
+	assert_int_equal(build_yaml(path, "policy:\n  listener_acl:\n"
+					  "    - listen: bogus://x\n"
+					  "      acl: []\n"),
+			 GW_ECONFIG);
+	assert_err_has("policy.listener_acl[0].listen");
+	assert_int_equal(build_yaml(path, "policy:\n  listener_acl:\n"
+					  "    - acl: [\"deny all\"]\n"),
+			 GW_ECONFIG);
+	assert_int_equal(build_yaml(path, "policy:\n  nope: 1\n"),
+			 GW_ECONFIG);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_config_defaults),
 		cmocka_unit_test(test_config_doq),
+		cmocka_unit_test(test_config_cache),
 		cmocka_unit_test(test_config_zero_config),
 		cmocka_unit_test(test_config_file_all_keys),
 		cmocka_unit_test(test_config_example_is_defaults),
@@ -1203,6 +1455,9 @@ int main(void)
 		cmocka_unit_test(test_config_log_truncates_cleanly),
 		cmocka_unit_test(test_config_log_levels),
 		cmocka_unit_test(test_config_upstream_pool_keys),
+		cmocka_unit_test(test_config_bootstrap),
+		cmocka_unit_test(test_config_policy),
+		cmocka_unit_test(test_config_user),
 	};
 	return cmocka_run_group_tests(tests, setup_all, teardown_all);
 }

@@ -1153,6 +1153,130 @@ static void test_dns_strerror(void **state)
 	assert_string_equal(gw_strerror(-99999), "unknown error");
 }
 
+/* policy.ecs.add: RFC 7871 6 option, truncated, only where it is safe. */
+static void test_dns_add_ecs(void **state)
+{
+	static mb_t m;
+	static uint8_t buf[600];
+	gw_dns_msg_t pm;
+	size_t off;
+	int n, cnt;
+	const uint8_t v4[4] = { 192, 0, 2, 201 };
+	const uint8_t v6[16] = { 0x20, 0x01, 0x0d, 0xb8, 0x12, 0x34, 0x56, 0x78,
+				 9,    9,    9,    9,    9,    9,    9,    9 };
+	(void)state;
+
+	/* IPv4 /24: 4 + 3 address bytes, scope 0 */
+	m.n = 0;
+	build_query(&m, 7, "example.test", GW_DNS_T_A,
+		    (const uint16_t[]){ GW_DNS_OPT_COOKIE }, 1, true);
+	memcpy(buf, m.b, m.n);
+	n = gw_dns_add_ecs(buf, m.n, sizeof(buf), 1, v4, 24);
+	assert_int_equal(n, (int)m.n + 4 + 7);
+	assert_int_equal(gw_dns_parse(buf, (size_t)n, &pm), 0);
+	assert_true(pm.has_ecs);
+	assert_int_equal(find_option(buf, &pm, GW_DNS_OPT_ECS, &off, &cnt), 7);
+	assert_int_equal(cnt, 1);
+	assert_memory_equal(buf + off,
+			    ((const uint8_t[]){ 0, 1, 24, 0, 192, 0, 2 }), 7);
+	assert_int_equal(find_option(buf, &pm, GW_DNS_OPT_COOKIE, &off, &cnt),
+			 2);
+
+	/* a prefix inside an octet zeroes the bits past it: /20 */
+	memcpy(buf, m.b, m.n);
+	n = gw_dns_add_ecs(buf, m.n, sizeof(buf), 1, v4, 20);
+	assert_int_equal(gw_dns_parse(buf, (size_t)n, &pm), 0);
+	assert_int_equal(find_option(buf, &pm, GW_DNS_OPT_ECS, &off, &cnt), 7);
+	assert_memory_equal(buf + off,
+			    ((const uint8_t[]){ 0, 1, 20, 0, 192, 0, 0 }), 7);
+
+	/* IPv6 /56: 7 address bytes; /0: no address at all */
+	memcpy(buf, m.b, m.n);
+	n = gw_dns_add_ecs(buf, m.n, sizeof(buf), 2, v6, 56);
+	assert_int_equal(gw_dns_parse(buf, (size_t)n, &pm), 0);
+	assert_int_equal(find_option(buf, &pm, GW_DNS_OPT_ECS, &off, &cnt),
+			 11);
+	assert_memory_equal(buf + off,
+			    ((const uint8_t[]){ 0, 2, 56, 0, 0x20, 0x01, 0x0d,
+						0xb8, 0x12, 0x34, 0x56 }),
+			    11);
+	memcpy(buf, m.b, m.n);
+	n = gw_dns_add_ecs(buf, m.n, sizeof(buf), 2, v6, 0);
+	assert_int_equal(gw_dns_parse(buf, (size_t)n, &pm), 0);
+	assert_int_equal(find_option(buf, &pm, GW_DNS_OPT_ECS, &off, &cnt), 4);
+
+	/* no room: GW_ETOOBIG and nothing claimed */
+	memcpy(buf, m.b, m.n);
+	assert_int_equal(gw_dns_add_ecs(buf, m.n, m.n + 5, 1, v4, 24),
+			 GW_ETOOBIG);
+	/* bad family or prefix */
+	assert_int_equal(gw_dns_add_ecs(buf, m.n, sizeof(buf), 3, v4, 24),
+			 GW_EINVAL);
+	assert_int_equal(gw_dns_add_ecs(buf, m.n, sizeof(buf), 1, v4, 33),
+			 GW_EINVAL);
+	assert_int_equal(gw_dns_add_ecs(buf, 5, sizeof(buf), 1, v4, 24),
+			 GW_EMALFORMED);
+
+	/* left alone: a query without EDNS, one with the client's own ECS */
+	m.n = 0;
+	build_query(&m, 7, "example.test", GW_DNS_T_A, NULL, 0, false);
+	memcpy(buf, m.b, m.n);
+	assert_int_equal(gw_dns_add_ecs(buf, m.n, sizeof(buf), 1, v4, 24),
+			 (int)m.n);
+	assert_memory_equal(buf, m.b, m.n);
+	m.n = 0;
+	build_query(&m, 7, "example.test", GW_DNS_T_A,
+		    (const uint16_t[]){ GW_DNS_OPT_ECS }, 1, true);
+	memcpy(buf, m.b, m.n);
+	assert_int_equal(gw_dns_add_ecs(buf, m.n, sizeof(buf), 1, v4, 24),
+			 (int)m.n);
+	assert_memory_equal(buf, m.b, m.n);
+	/* a record after the OPT (a TSIG, say) would be broken: left alone */
+	m.n = 0;
+	mb_header(&m, 7, GW_DNS_RD, 1, 0, 0, 2);
+	mb_question(&m, "example.test", GW_DNS_T_A);
+	size_t mark = mb_opt_begin(&m, 1232);
+	mb_rr_end(&m, mark);
+	mb_a_ptr(&m, 12, 0);
+	memcpy(buf, m.b, m.n);
+	assert_int_equal(gw_dns_add_ecs(buf, m.n, sizeof(buf), 1, v4, 24),
+			 (int)m.n);
+	assert_memory_equal(buf, m.b, m.n);
+}
+
+/* An ECS the gateway added is not passed back to a client that never sent
+ * one (RFC 7871 7.2.2); without strip_ecs it stays. */
+static void test_dns_finish_answer_strips_added_ecs(void **state)
+{
+	static mb_t m;
+	static uint8_t buf[70000];
+	gw_dns_msg_t am, pm;
+	size_t off;
+	int cnt, n;
+	(void)state;
+
+	m.n = 0;
+	mb_header(&m, 1, GW_DNS_QR | GW_DNS_RD | GW_DNS_RA, 1, 0, 0, 1);
+	mb_question(&m, "example.test", GW_DNS_T_A);
+	size_t mark = mb_opt_begin(&m, 1232);
+	mb_option(&m, GW_DNS_OPT_ECS, 7, 1);
+	mb_rr_end(&m, mark);
+	for (int strip = 0; strip <= 1; strip++) {
+		memcpy(buf, m.b, m.n);
+		assert_int_equal(gw_dns_parse(buf, m.n, &am), 0);
+		gw_dns_answer_opts_t o = { .id = 9, .client_edns = true,
+					   .keepalive_100ms = -1,
+					   .strip_ecs = strip };
+		n = gw_dns_finish_answer(buf, m.n, sizeof(buf), &am, &o);
+		assert_true(n > 0);
+		assert_int_equal(gw_dns_parse(buf, (size_t)n, &pm), 0);
+		assert_int_equal(pm.has_ecs, !strip);
+		assert_int_equal(find_option(buf, &pm, GW_DNS_OPT_ECS, &off,
+					     &cnt),
+				 strip ? -1 : 7);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1180,6 +1304,8 @@ int main(void)
 		cmocka_unit_test(test_dns_answer_matches),
 		cmocka_unit_test(test_dns_name_to_text),
 		cmocka_unit_test(test_dns_strerror),
+		cmocka_unit_test(test_dns_add_ecs),
+		cmocka_unit_test(test_dns_finish_answer_strips_added_ecs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -194,6 +194,32 @@ static void test_doq_frame_answer(void **state)
 	assert_string_equal(gw_doq_error_name(4), "DOQ_EXCESSIVE_LOAD");
 }
 
+/* 0-RTT: only QUERY (opcode 0) is answered from early data. */
+static void test_doq_early_refused(void **state)
+{
+	uint8_t m[17] = {0, 0, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0,
+			 0, 0, 1, 0, 1};
+	(void)state;
+	/* a QUERY, early or not (RD set, as clients send) */
+	assert_false(gw_doq_early_refused(m, sizeof(m), true));
+	assert_false(gw_doq_early_refused(m, sizeof(m), false));
+	/* NOTIFY (4), UPDATE (5), IQUERY (1), STATUS (2), 15: refused early */
+	static const uint8_t ops[] = {1, 2, 4, 5, 6, 15};
+	for (size_t i = 0; i < sizeof(ops); i++) {
+		m[2] = (uint8_t)(ops[i] << 3 | 0x01);
+		assert_true(gw_doq_early_refused(m, sizeof(m), true));
+		/* after the handshake the opcode is the pipeline's business */
+		assert_false(gw_doq_early_refused(m, sizeof(m), false));
+	}
+	/* QR and RD around an opcode-0 field do not count as an opcode */
+	m[2] = 0x81;
+	assert_false(gw_doq_early_refused(m, sizeof(m), true));
+	/* too short for a header: left to the parser (FORMERR) */
+	m[2] = 5 << 3;
+	assert_false(gw_doq_early_refused(m, 11, true));
+	assert_true(gw_doq_early_refused(m, 12, true));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -208,6 +234,7 @@ int main(void)
 		cmocka_unit_test(test_doq_rx_lazy_buffer),
 		cmocka_unit_test(test_doq_stream_ids),
 		cmocka_unit_test(test_doq_frame_answer),
+		cmocka_unit_test(test_doq_early_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

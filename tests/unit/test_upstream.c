@@ -950,11 +950,13 @@ static void test_upstream_pool_rejects_unsupported(void **state)
 
 	(void)state;
 	add_upstream(c, GW_PROTO_UDP, &a);
+	/* https:// without a name to verify (tls_name empty: not parsed) */
 	c->upstream[0].proto = GW_PROTO_DOH;
 	snprintf(c->upstream[0].url, sizeof(c->upstream[0].url),
 		 "https://127.0.0.1/dns-query");
 	assert_null(gw_up_pool_new(loop, c, err, sizeof(err)));
 	assert_non_null(strstr(err, "https://127.0.0.1/dns-query"));
+	assert_non_null(strstr(err, "needs '#name'"));
 	/* tls:// with nothing to verify the resolver against */
 	c->upstream[0].proto = GW_PROTO_DOT;
 	snprintf(c->upstream[0].url, sizeof(c->upstream[0].url),
