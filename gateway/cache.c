@@ -59,20 +59,6 @@ static uint8_t *entry_msg(struct entry *e)
 	return entry_key(e) + e->key_len;
 }
 
-static uint32_t get32(const uint8_t *p)
-{
-	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
-	       ((uint32_t)p[2] << 8) | p[3];
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
 /* ------------------------------------------------------------- SipHash */
 
 #define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
@@ -315,8 +301,8 @@ static int serve(gw_cache_t *c, struct entry *e, double now, uint8_t *out,
 		return GW_ETOOBIG;
 	memcpy(out, entry_msg(e), e->msg_len);
 	for (unsigned i = 0; i < e->n_ttl; i++) {
-		uint32_t t = get32(out + offs[i]);
-		put32(out + offs[i], t > age ? t - age : 0);
+		uint32_t t = gw_dns_get32(out + offs[i]);
+		gw_dns_put32(out + offs[i], t > age ? t - age : 0);
 	}
 	lru_unlink(c, e);
 	lru_push_front(c, e);
@@ -366,7 +352,7 @@ int gw_cache_lookup_stale(gw_cache_t *c, const gw_cache_key_t *k, double now,
 	offs = entry_offs(e);
 	/* RFC 8767 4: stale answers go out with a short TTL (30 s). */
 	for (unsigned i = 0; i < e->n_ttl; i++)
-		put32(out + offs[i], GW_CACHE_STALE_TTL);
+		gw_dns_put32(out + offs[i], GW_CACHE_STALE_TTL);
 	/* RFC 8914 4.4: say so with EDE 3. The stored OPT is the last
 	 * record, so the option appends at the end. */
 	if (e->opt_off && n + 6 <= GW_DNS_MAX_MSG) {
@@ -421,7 +407,7 @@ static bool soa_minimum(const uint8_t *m, size_t rd, size_t rdend,
 	if (skip_name(m, rdend, &p) < 0 || skip_name(m, rdend, &p) < 0 ||
 	    rdend - p < 20)
 		return false;
-	*min = get32(m + p + 16);
+	*min = gw_dns_get32(m + p + 16);
 	return true;
 }
 
@@ -466,7 +452,7 @@ static int plan_entry(const gw_cache_t *c, const uint8_t *msg,
 		if (skip_name(msg, m->end, &p) < 0 || m->end - p < 10)
 			return GW_EMALFORMED;
 		uint16_t type = gw_dns_get16(msg + p);
-		uint32_t ttl = sane_ttl(get32(msg + p + 4));
+		uint32_t ttl = sane_ttl(gw_dns_get32(msg + p + 4));
 		size_t rd = p + 10;
 		size_t rdend = rd + gw_dns_get16(msg + p + 8);
 		if (rdend > m->end)
@@ -682,7 +668,7 @@ int gw_cache_insert(gw_cache_t *c, const gw_cache_key_t *k,
 	uint8_t *out = entry_msg(e);
 	memcpy(out, msg, pl.cut);
 	for (unsigned i = 0; i < pl.n_ttl; i++)
-		put32(out + offs[i], ttls[i]);
+		gw_dns_put32(out + offs[i], ttls[i]);
 	if (pl.opt_end) {
 		size_t o = pl.cut;
 		memcpy(out + o, msg + pl.cut, OPT_FIXED_LEN);

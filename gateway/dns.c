@@ -17,20 +17,6 @@
 
 enum section { SEC_AN, SEC_NS, SEC_AR };
 
-static uint32_t get32(const uint8_t *p)
-{
-	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
-	       ((uint32_t)p[2] << 8) | p[3];
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
 /*
  * Reads the name at *pos. On success *pos is just past the name as it sits in
  * the record (after the first pointer, if any) and, when out is given, the
@@ -128,7 +114,7 @@ static bool soa_minimum(const uint8_t *msg, size_t len, size_t rd,
 		return false;
 	if (rdend - p < 20)
 		return false;
-	*min = get32(msg + p + 16);
+	*min = gw_dns_get32(msg + p + 16);
 	return true;
 }
 
@@ -180,7 +166,7 @@ static int parse_rr(const uint8_t *msg, size_t len, size_t *pos,
 		return GW_EMALFORMED;
 	uint16_t type = gw_dns_get16(msg + p);
 	uint16_t class = gw_dns_get16(msg + p + 2);
-	uint32_t ttl = get32(msg + p + 4);
+	uint32_t ttl = gw_dns_get32(msg + p + 4);
 	uint16_t rdlen = gw_dns_get16(msg + p + 8);
 	p += 10;
 	if (len - p < rdlen)
@@ -426,7 +412,7 @@ static void write_opt_header(uint8_t *p, uint16_t udp_size, uint32_t ttl)
 	p[0] = 0;
 	gw_dns_put16(p + 1, GW_DNS_T_OPT);
 	gw_dns_put16(p + 3, udp_size);
-	put32(p + 5, ttl);
+	gw_dns_put32(p + 5, ttl);
 	gw_dns_put16(p + 9, 0);
 }
 
