@@ -1,7 +1,9 @@
 #include "buf.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "error.h"
 
@@ -72,4 +74,23 @@ void gw_buf_shrink(gw_buf_t *b)
 	if (b->len == b->off) {
 		gw_buf_deinit(b);
 	}
+}
+
+long gw_buf_send(gw_buf_t *b, int fd)
+{
+	long sent = 0;
+	while (gw_buf_size(b) > 0) {
+		ssize_t n = send(fd, gw_buf_head(b), gw_buf_size(b),
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			return -errno;
+		}
+		gw_buf_consume(b, (size_t)n);
+		sent += n;
+	}
+	return sent;
 }

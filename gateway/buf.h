@@ -32,6 +32,11 @@ void gw_buf_consume(gw_buf_t *b, size_t n);
 /* Releases storage if the buffer is empty (idle connections keep no memory). */
 void gw_buf_shrink(gw_buf_t *b);
 
+/* Writes what the stream socket fd takes from the front of b (non-blocking,
+ * no SIGPIPE) and consumes it. Returns the bytes sent, 0 when the socket is
+ * full, or -errno on a write error. */
+long gw_buf_send(gw_buf_t *b, int fd);
+
 static inline size_t gw_buf_size(const gw_buf_t *b) { return b->len - b->off; }
 static inline uint8_t *gw_buf_head(const gw_buf_t *b) { return b->data + b->off; }
 static inline uint8_t *gw_buf_tail(const gw_buf_t *b) { return b->data + b->len; }

@@ -181,20 +181,13 @@ static void conn_close(doh_conn_t *c, const char *why)
 static void conn_flush(doh_conn_t *c)
 {
 	gw_buf_t *out = conn_out(c);
-	while (gw_buf_size(out) > 0) {
-		ssize_t n = send(c->fd, gw_buf_head(out), gw_buf_size(out),
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				break;
-			conn_close(c, "write error");
-			return;
-		}
-		gw_buf_consume(out, (size_t)n);
-		c->t_write = c->w->now;
+	long n = gw_buf_send(out, c->fd);
+	if (n < 0) {
+		conn_close(c, "write error");
+		return;
 	}
+	if (n > 0)
+		c->t_write = c->w->now; /* progress resets the stall clock */
 	if (gw_buf_size(out) == 0) {
 		gw_buf_shrink(out);
 		ev_io_stop(c->w->loop, &c->wio);
