@@ -3,6 +3,8 @@
  */
 #include "error.h"
 
+#include <string.h>
+
 const char *gw_strerror(int err)
 {
 	switch (err) {
@@ -21,9 +23,8 @@ const char *gw_strerror(int err)
 	case GW_ECONFIG:
 		return "invalid configuration";
 	}
-	/* The rest mirror -errno. strerror() is not thread-safe in general but
-	 * glibc returns static strings for known codes; keep the usual ones
-	 * spelled out so logs are stable across libcs. */
+	/* The rest mirror -errno; the usual ones are spelled out so logs read
+	 * the same across libcs. */
 	switch (-err) {
 	case ENOMEM:
 		return "out of memory";
@@ -36,5 +37,7 @@ const char *gw_strerror(int err)
 	case ENOSPC:
 		return "no space left";
 	}
-	return "unknown error";
+	/* glibc's table of static strings, safe from any thread */
+	const char *desc = err < 0 ? strerrordesc_np(-err) : NULL;
+	return desc ? desc : "unknown error";
 }

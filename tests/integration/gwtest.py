@@ -156,16 +156,22 @@ class Blackhole:
     """A bound UDP socket that never answers (no ICMP unreachable either)."""
 
     def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(('127.0.0.1', 0))
-        self.port = self.sock.getsockname()[1]
-        # a TCP listener too, never accepting: connects hang in the backlog
-        self.tsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            self.tsock.bind(('127.0.0.1', self.port))
-            self.tsock.listen(1)
-        except OSError:
-            pass
+        # UDP and a TCP listener that never accepts (connects hang in the
+        # backlog) on the same port: retry until both binds succeed, else a
+        # TCP upstream would see "connection refused" instead of silence.
+        for _ in range(50):
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.sock.bind(('127.0.0.1', 0))
+            self.port = self.sock.getsockname()[1]
+            self.tsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                self.tsock.bind(('127.0.0.1', self.port))
+                self.tsock.listen(1)
+                return
+            except OSError:
+                self.tsock.close()
+                self.sock.close()
+        raise RuntimeError('no port free for both UDP and TCP')
 
 
 def closed_port():

@@ -3,6 +3,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1151,6 +1152,8 @@ static void test_dns_strerror(void **state)
 		assert_string_not_equal(gw_strerror(codes[i]), "unknown error");
 	}
 	assert_string_equal(gw_strerror(-99999), "unknown error");
+	/* other errno values read as the C library names them */
+	assert_string_equal(gw_strerror(-ECONNREFUSED), "Connection refused");
 }
 
 /* policy.ecs.add: RFC 7871 6 option, truncated, only where it is safe. */
