@@ -142,6 +142,10 @@ int gw_up_udp_start(gw_up_query_t *uq, const gw_endpoint_t *ep);
  * every connection full, the cap reached and the upstream's wait queue
  * (upstream.max_waiting_per_upstream, default connections x in-flight)
  * full too (neither says anything about the upstream's health). */
+/* A non-blocking, close-on-exec TCP socket with TCP_NODELAY whose connect()
+ * to sa has started (EINPROGRESS). Returns the fd or -errno. Shared by the
+ * TCP/DoT and DoH upstream connections. */
+int gw_up_connect_stream(const struct sockaddr *sa, socklen_t salen);
 int gw_up_tcp_start(gw_up_query_t *uq, const gw_endpoint_t *ep);
 /* Stop watchers and close the socket (udp), or leave the connection with the
  * ID kept busy until the upstream answers it or the connection closes

@@ -526,7 +526,7 @@ static h2conn_t *conn_new(gw_up_https_t *hs, unsigned up, bool trial,
 	const struct sockaddr *sa;
 	socklen_t salen;
 	h2conn_t *c;
-	int one = 1, r;
+	int r;
 
 	sa = gw_up_pool_addr(hs->pool, up, &salen);
 	if (!sa) {
@@ -554,15 +554,9 @@ static h2conn_t *conn_new(gw_up_https_t *hs, unsigned up, bool trial,
 		r = GW_ENOMEM;
 		goto fail;
 	}
-	c->fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK |
-					      SOCK_CLOEXEC, 0);
+	c->fd = gw_up_connect_stream(sa, salen);
 	if (c->fd < 0) {
-		r = -errno;
-		goto fail;
-	}
-	(void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (connect(c->fd, sa, salen) < 0 && errno != EINPROGRESS) {
-		r = -errno;
+		r = c->fd;
 		goto fail;
 	}
 	ev_io_init(&c->io, conn_io, c->fd, EV_WRITE);

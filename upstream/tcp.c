@@ -359,7 +359,7 @@ static gw_up_conn_t *conn_new(gw_up_conns_t *cs, unsigned up, bool trial,
 	gw_up_conn_t *c;
 	const struct sockaddr *sa;
 	socklen_t salen;
-	int one = 1, r;
+	int r;
 
 	c = calloc(1, sizeof(*c));
 	if (!c) {
@@ -390,15 +390,9 @@ static gw_up_conn_t *conn_new(gw_up_conns_t *cs, unsigned up, bool trial,
 		r = GW_EAGAIN;
 		goto fail;
 	}
-	c->fd = socket(sa->sa_family,
-		       SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	c->fd = gw_up_connect_stream(sa, salen);
 	if (c->fd < 0) {
-		r = -errno;
-		goto fail;
-	}
-	(void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (connect(c->fd, sa, salen) < 0 && errno != EINPROGRESS) {
-		r = -errno;
+		r = c->fd;
 		goto fail;
 	}
 	ev_io_init(&c->io, conn_io, c->fd, EV_WRITE);
@@ -857,4 +851,20 @@ void gw_up_tcp_stop(gw_up_query_t *uq)
 unsigned gw_up_conns_open(const gw_up_conns_t *cs, unsigned up)
 {
 	return up < GW_CONF_MAX_UPSTREAM ? cs->up[up].n_open : 0;
+}
+
+int gw_up_connect_stream(const struct sockaddr *sa, socklen_t salen)
+{
+	int one = 1;
+	int fd = socket(sa->sa_family,
+			SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(fd, sa, salen) < 0 && errno != EINPROGRESS) {
+		int err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
 }
