@@ -280,6 +280,26 @@ static void render_conns(gw_prom_t *p, gw_admin_t *a)
 	}
 }
 
+static void render_refusals(gw_prom_t *p, gw_admin_t *a)
+{
+	gw_prom_family(p, "dnsgw_refusals_total", GW_PROM_COUNTER,
+		       "Connections, datagrams and queries the policy turned "
+		       "away, by transport and reason.");
+	for (unsigned t = 0; t < GW_WM_TRANSPORTS; t++) {
+		if (!transport_used(a->conf, t))
+			continue;
+		for (unsigned r = 0; r < GW_WM_REFUSALS; r++)
+			gw_prom_u64(
+			    p,
+			    L("transport", gw_wm_transport_name((gw_proto_t)t),
+			      "reason", gw_wm_refusal_name((gw_wm_refusal_t)r)),
+			    sum_workers(a, offsetof(gw_worker_metrics_t,
+						    refusals) +
+					       (t * GW_WM_REFUSALS + r) *
+						   sizeof(uint64_t)));
+	}
+}
+
 static void render_doh(gw_prom_t *p, gw_admin_t *a)
 {
 	static const char *const status[GW_DOH_STATUS_N] = {
@@ -531,6 +551,7 @@ int gw_admin_render_metrics(gw_admin_t *a, gw_buf_t *out)
 	render_build(&p, a);
 	render_queries(&p, a);
 	render_conns(&p, a);
+	render_refusals(&p, a);
 	if (transport_used(a->conf, GW_PROTO_DOH) ||
 	    transport_used(a->conf, GW_PROTO_H2C))
 		render_doh(&p, a);

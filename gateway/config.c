@@ -681,8 +681,55 @@ static int parse_bool(const char *s)
 enum setting {
 	SET_CERT, SET_KEY, SET_ADMIN, SET_THREADS, SET_LOG_LEVEL,
 	SET_LOG_FORMAT, SET_QUERY_LOG, SET_CA_FILE, SET_USER, SET_CACHE_SIZE,
-	SET_BOOTSTRAP,
+	SET_BOOTSTRAP, SET_ACL, SET_RATELIMIT_QPS, SET_RATELIMIT_CONNS,
 };
+
+/* "allow 10.0.0.0/8, deny all" (rules separated by commas) into acl,
+ * replacing it: policy.acl from the environment or a flag. */
+static int parse_acl_list(const char *v, gw_acl_t *acl, const char *what,
+			  char *err, size_t errlen)
+{
+	char rule[128], reason[200], b1[100];
+	gw_acl_t out = { .n = 0 };
+
+	for (const char *p = v; *p;) {
+		size_t len = strcspn(p, ",");
+		while (len && (*p == ' ' || *p == '\t')) {
+			p++;
+			len--;
+		}
+		size_t keep = len;
+		while (keep && (p[keep - 1] == ' ' || p[keep - 1] == '\t'))
+			keep--;
+		if (keep) {
+			if (keep >= sizeof(rule) || out.n >= GW_CONF_MAX_ACL) {
+				seterr(err, errlen, "%s: %s", what,
+				       keep >= sizeof(rule)
+					   ? "rule too long"
+					   : "too many rules");
+				return GW_ECONFIG;
+			}
+			memcpy(rule, p, keep);
+			rule[keep] = '\0';
+			if (gw_acl_rule_parse(rule, &out.rule[out.n], reason,
+					      sizeof(reason)) < 0) {
+				seterr(err, errlen, "%s: '%s': %s", what,
+				       SHOW(b1, rule), reason);
+				return GW_ECONFIG;
+			}
+			out.n++;
+		}
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	if (out.n == 0) {
+		seterr(err, errlen, "%s: no rule given", what);
+		return GW_ECONFIG;
+	}
+	*acl = out;
+	return 0;
+}
 
 /* "ADDR" (port 53) or "ADDR:PORT" / "[V6]:PORT" for upstream.bootstrap. */
 static int parse_bootstrap(gw_conf_t *c, const char *v, char *reason,
@@ -780,16 +827,29 @@ static int apply_setting(gw_conf_t *c, enum setting which, const char *v,
 		strcpy(c->admin, v);
 		return 0;
 	case SET_THREADS:
+	case SET_CACHE_SIZE:
+	case SET_RATELIMIT_QPS:
+	case SET_RATELIMIT_CONNS: {
+		static const char *const key[] = {
+		    [SET_THREADS] = "threads",
+		    [SET_CACHE_SIZE] = "cache.size_bytes",
+		    [SET_RATELIMIT_QPS] = "policy.ratelimit.qps",
+		    [SET_RATELIMIT_CONNS] = "policy.ratelimit.conn_rate",
+		};
 		if (parse_u64(v, &n) < 0) {
-			seterr(err, errlen, "%s: '%s' is not a number", what,
-			       SHOW(b1, v));
+			seterr(err, errlen, "%s: '%s' is not a number%s", what,
+			       SHOW(b1, v),
+			       which == SET_CACHE_SIZE ? " of bytes" : "");
 			return GW_ECONFIG;
 		}
-		if (set_ranged(c, "threads", n, reason, sizeof(reason)) < 0) {
+		if (set_ranged(c, key[which], n, reason, sizeof(reason)) < 0) {
 			seterr(err, errlen, "%s: %s", what, reason);
 			return GW_ECONFIG;
 		}
 		return 0;
+	}
+	case SET_ACL:
+		return parse_acl_list(v, &c->policy.acl, what, err, errlen);
 	case SET_LOG_LEVEL:
 		x = gw_log_level_parse(v);
 		if (x < 0) {
@@ -807,18 +867,6 @@ static int apply_setting(gw_conf_t *c, enum setting which, const char *v,
 			return GW_ECONFIG;
 		}
 		c->log_format = (gw_log_format_t)x;
-		return 0;
-	case SET_CACHE_SIZE:
-		if (parse_u64(v, &n) < 0) {
-			seterr(err, errlen, "%s: '%s' is not a number of bytes",
-			       what, SHOW(b1, v));
-			return GW_ECONFIG;
-		}
-		if (set_ranged(c, "cache.size_bytes", n, reason,
-			       sizeof(reason)) < 0) {
-			seterr(err, errlen, "%s: %s", what, reason);
-			return GW_ECONFIG;
-		}
 		return 0;
 	case SET_QUERY_LOG:
 		x = parse_bool(v);
@@ -2138,6 +2186,9 @@ static const struct {
 	{ "DNSGW_CACHE_SIZE", SET_CACHE_SIZE },
 	{ "DNSGW_USER", SET_USER },
 	{ "DNSGW_BOOTSTRAP", SET_BOOTSTRAP },
+	{ "DNSGW_ACL", SET_ACL },
+	{ "DNSGW_RATELIMIT_QPS", SET_RATELIMIT_QPS },
+	{ "DNSGW_RATELIMIT_CONNS", SET_RATELIMIT_CONNS },
 };
 
 #define N_ENV (sizeof(env_vars) / sizeof(env_vars[0]))
@@ -2164,7 +2215,7 @@ static int scan_env(char **envp, struct env_set *e, char *err, size_t errlen)
 				break;
 		if (i == N_ENV) {
 			/* Typo protection: a misspelt variable must not vanish. */
-			char list[300];
+			char list[512];
 			size_t o = 0;
 			list[0] = '\0';
 			for (size_t j = 0; j < N_ENV; j++)
@@ -2276,6 +2327,9 @@ enum {
 	OPT_USER,
 	OPT_CACHE_SIZE,
 	OPT_BOOTSTRAP,
+	OPT_ACL,
+	OPT_RATELIMIT_QPS,
+	OPT_RATELIMIT_CONNS,
 	OPT_QUERY_LOG, /* last: no argument */
 };
 
@@ -2297,6 +2351,9 @@ static const struct option long_opts[] = {
 	{ "cache-size", required_argument, NULL, OPT_CACHE_SIZE },
 	{ "user", required_argument, NULL, OPT_USER },
 	{ "bootstrap", required_argument, NULL, OPT_BOOTSTRAP },
+	{ "acl", required_argument, NULL, OPT_ACL },
+	{ "ratelimit-qps", required_argument, NULL, OPT_RATELIMIT_QPS },
+	{ "ratelimit-conns", required_argument, NULL, OPT_RATELIMIT_CONNS },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -2455,6 +2512,9 @@ static int apply_flags(gw_conf_t *c, const struct flag_set *fl, char *err,
 		[OPT_CACHE_SIZE - OPT_CERT] = SET_CACHE_SIZE,
 		[OPT_USER - OPT_CERT] = SET_USER,
 		[OPT_BOOTSTRAP - OPT_CERT] = SET_BOOTSTRAP,
+		[OPT_ACL - OPT_CERT] = SET_ACL,
+		[OPT_RATELIMIT_QPS - OPT_CERT] = SET_RATELIMIT_QPS,
+		[OPT_RATELIMIT_CONNS - OPT_CERT] = SET_RATELIMIT_CONNS,
 	};
 	char name[40];
 	int r;
@@ -2775,6 +2835,10 @@ void gw_conf_usage(FILE *out)
 "      --query-log       log every query (off by default)\n"
 "      --cache-size N    response cache bytes, all workers together\n"
 "                        (default 33554432; 0 turns the cache off)\n"
+"      --acl RULES       replaces policy.acl: rules separated by commas,\n"
+"                        first match wins: \"allow 10.0.0.0/8, deny all\"\n"
+"      --ratelimit-qps N queries per second per client (0 = off)\n"
+"      --ratelimit-conns N  new connections per second per client (0 = off)\n"
 "\n"
 "IPv6 addresses go in brackets: dot://[::1]:853. Default ports: udp/tcp 53,\n"
 "dot/tls/doq/quic 853, doh/https 443, h2c 80. Default DoH path: /dns-query.\n"
@@ -2788,6 +2852,7 @@ void gw_conf_usage(FILE *out)
 "  DNSGW_QUERY_LOG   true or false\n"
 "  DNSGW_CACHE_SIZE  like --cache-size\n"
 "  DNSGW_BOOTSTRAP   like --bootstrap\n"
+"  DNSGW_ACL, DNSGW_RATELIMIT_QPS, DNSGW_RATELIMIT_CONNS   like the flags\n"
 "\n"
 "Example:\n"
 "  dnsgw --listen dot://0.0.0.0:853 --listen doh://0.0.0.0:443/dns-query \\\n"

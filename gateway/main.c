@@ -26,6 +26,7 @@
 #include "gateway/connlimit.h"
 #include "gateway/error.h"
 #include "gateway/log.h"
+#include "gateway/policy.h"
 #include "gateway/privdrop.h"
 #include "gateway/reload.h"
 #include "gateway/sdnotify.h"
@@ -248,7 +249,9 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (action == GW_ACTION_CHECK) {
-		if (gw_privdrop_check(conf.user, err, sizeof(err)) < 0) {
+		/* what gw_worker_init would refuse, without binding anything */
+		if (gw_policy_check_conf(&conf, err, sizeof(err)) < 0 ||
+		    gw_privdrop_check(conf.user, err, sizeof(err)) < 0) {
 			fprintf(stderr, "dnsgw: %s\n", err);
 			rc = EXIT_CONFIG;
 			goto out;

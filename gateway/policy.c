@@ -95,6 +95,13 @@ static void pending_free(struct pending *c, bool close_fd)
 	free(c);
 }
 
+/* The trusted peer sent no usable header (bad, cut short or late). */
+static void pending_refuse(struct pending *c)
+{
+	gw_wm_refusal(&c->p->w->metrics, c->l->ep->proto, GW_WM_REFUSE_PROXY);
+	pending_free(c, true);
+}
+
 void gw_policy_free(gw_policy_t *p)
 {
 	if (!p)
@@ -179,11 +186,13 @@ int gw_policy_check_conf(const gw_conf_t *c, char *err, size_t errlen)
 	return 0;
 }
 
-static void log_refusal(const gw_listener_t *l, const char *why,
-			const struct sockaddr *addr)
+/* Counts a refusal on /metrics and logs it at debug level. */
+static void log_refusal(gw_listener_t *l, gw_wm_refusal_t reason,
+			const char *why, const struct sockaddr *addr)
 {
 	char a[INET6_ADDRSTRLEN];
 
+	gw_wm_refusal(&l->worker->metrics, l->ep->proto, reason);
 	if (gw_log_level() < GW_LOG_DEBUG)
 		return;
 	gw_policy_addr_text(addr, l->worker->conf->policy.log_anonymize, a,
@@ -196,7 +205,7 @@ bool gw_policy_admit_dgram(gw_listener_t *l, const struct sockaddr *addr)
 {
 	if (gw_acl_allows(gw_policy_acl(l->worker->conf, l->ep), addr))
 		return true;
-	log_refusal(l, "denied by acl", addr);
+	log_refusal(l, GW_WM_REFUSE_ACL, "denied by acl", addr);
 	return false;
 }
 
@@ -208,7 +217,8 @@ bool gw_policy_admit_conn(gw_listener_t *l, const struct sockaddr *addr)
 		return false;
 	if (w->policy && w->policy->conns &&
 	    !gw_ratelimit_allow(w->policy->conns, addr, w->now)) {
-		log_refusal(l, "connection rate exceeded", addr);
+		log_refusal(l, GW_WM_REFUSE_CONN_RATE,
+			    "connection rate exceeded", addr);
 		return false;
 	}
 	return true;
@@ -230,7 +240,7 @@ static void pending_done(struct pending *c)
 	if (gw_proxy2_parse(c->buf, c->have, &h) < 0) {
 		gw_log(GW_LOG_DEBUG, "policy", "bad PROXY header", "url",
 		       l->ep->url, NULL);
-		pending_free(c, true);
+		pending_refuse(c);
 		return;
 	}
 	if (h.has_addr) {
@@ -240,8 +250,12 @@ static void pending_done(struct pending *c)
 	pending_free(c, false);
 	/* From here the client named by the proxy is the client: ACL, rate,
 	 * cap and logs all see it. */
-	if (!gw_policy_admit_conn(l, (struct sockaddr *)&client) ||
-	    !gw_connlimit_acquire(w->connlimit, (struct sockaddr *)&client)) {
+	if (!gw_policy_admit_conn(l, (struct sockaddr *)&client)) {
+		close(fd);
+		return;
+	}
+	if (!gw_connlimit_acquire(w->connlimit, (struct sockaddr *)&client)) {
+		gw_wm_refusal(&w->metrics, l->ep->proto, GW_WM_REFUSE_CONN_CAP);
 		close(fd);
 		return;
 	}
@@ -260,7 +274,7 @@ static void on_pending_read(struct ev_loop *loop, ev_io *io, int revents)
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			return;
 		if (n <= 0) {
-			pending_free(c, true);
+			pending_refuse(c);
 			return;
 		}
 		c->have += (size_t)n;
@@ -272,7 +286,7 @@ static void on_pending_read(struct ev_loop *loop, ev_io *io, int revents)
 				       "not a PROXY v2 header", "url",
 				       c->l->ep->url, "error", gw_strerror(r),
 				       NULL);
-				pending_free(c, true);
+				pending_refuse(c);
 				return;
 			}
 			c->need = r;
@@ -289,7 +303,7 @@ static void on_pending_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 	struct pending *c = t->data;
 	gw_log(GW_LOG_DEBUG, "policy", "PROXY header timed out", "url",
 	       c->l->ep->url, NULL);
-	pending_free(c, true);
+	pending_refuse(c);
 }
 
 bool gw_policy_accept(gw_listener_t *l, int fd,
@@ -310,7 +324,9 @@ bool gw_policy_accept(gw_listener_t *l, int fd,
 		struct pending *c = NULL;
 		if (p->n_pending < MAX_PENDING)
 			c = calloc(1, sizeof(*c));
-		if (!c) {
+		if (!c) { /* too many headers awaited at once */
+			gw_wm_refusal(&w->metrics, l->ep->proto,
+				      GW_WM_REFUSE_CONN_CAP);
 			close(fd);
 			return false;
 		}
@@ -350,6 +366,7 @@ int gw_policy_query(gw_worker_t *w, const gw_query_t *q)
 	    gw_ratelimit_allow(p->qps, (const struct sockaddr *)&q->client_addr,
 			       w->now))
 		return GW_POLICY_PASS;
+	gw_wm_refusal(&w->metrics, q->transport, GW_WM_REFUSE_QPS);
 	if (q->transport != GW_PROTO_UDP)
 		return GW_POLICY_REFUSE;
 	/* Like RRL's slip: answering only every Nth refused datagram keeps a

@@ -100,6 +100,19 @@ void gw_wm_handshake(gw_worker_metrics_t *m, gw_proto_t t, bool ok)
 		gw_wm_add(&m->handshake_failures[tidx(t)], 1);
 }
 
+void gw_wm_refusal(gw_worker_metrics_t *m, gw_proto_t t, gw_wm_refusal_t why)
+{
+	if ((unsigned)why < GW_WM_REFUSALS)
+		gw_wm_add(&m->refusals[tidx(t)][why], 1);
+}
+
+const char *gw_wm_refusal_name(gw_wm_refusal_t why)
+{
+	static const char *const names[GW_WM_REFUSALS] = {
+	    "acl", "conn_rate", "qps", "conn_cap", "proxy"};
+	return (unsigned)why < GW_WM_REFUSALS ? names[why] : "other";
+}
+
 static void on_heartbeat(struct ev_loop *loop, ev_timer *t, int revents)
 {
 	gw_worker_metrics_t *m = t->data;

@@ -34,6 +34,16 @@
 #define GW_WM_LAT_BOUNDS 16
 #define GW_WM_HEARTBEAT_S 0.5 /* how often each worker stamps its heartbeat */
 
+/* Why the policy turned a client or a query away (dnsgw_refusals_total). */
+typedef enum gw_wm_refusal {
+	GW_WM_REFUSE_ACL,	/* denied by an ACL */
+	GW_WM_REFUSE_CONN_RATE, /* new connections per second per client */
+	GW_WM_REFUSE_QPS,	/* queries per second: REFUSED or dropped */
+	GW_WM_REFUSE_CONN_CAP,	/* per-client or global connection cap */
+	GW_WM_REFUSE_PROXY,	/* PROXY v2 header bad, missing or late */
+	GW_WM_REFUSALS
+} gw_wm_refusal_t;
+
 typedef struct gw_worker_metrics {
 	uint64_t requests[GW_WM_TRANSPORTS][GW_WM_QTYPES];
 	uint64_t responses[GW_WM_RCODES];
@@ -44,6 +54,7 @@ typedef struct gw_worker_metrics {
 	uint64_t conns_closed[GW_WM_TRANSPORTS];
 	uint64_t handshakes[GW_WM_TRANSPORTS];	       /* TLS/QUIC completed */
 	uint64_t handshake_failures[GW_WM_TRANSPORTS]; /* closed before that */
+	uint64_t refusals[GW_WM_TRANSPORTS][GW_WM_REFUSALS];
 	/* CLOCK_MONOTONIC milliseconds of the worker's last timer tick */
 	uint64_t heartbeat_ms;
 	ev_timer heartbeat; /* owned by the worker's loop */
@@ -68,6 +79,8 @@ void gw_wm_response(gw_worker_metrics_t *m, gw_proto_t t, unsigned rcode,
 void gw_wm_conn_open(gw_worker_metrics_t *m, gw_proto_t t);
 void gw_wm_conn_close(gw_worker_metrics_t *m, gw_proto_t t);
 void gw_wm_handshake(gw_worker_metrics_t *m, gw_proto_t t, bool ok);
+/* The policy refused a connection, datagram or query on transport t. */
+void gw_wm_refusal(gw_worker_metrics_t *m, gw_proto_t t, gw_wm_refusal_t why);
 
 /* Stamps the heartbeat now and every GW_WM_HEARTBEAT_S from a timer on loop
  * (which does not keep the loop alive). Call on the worker's thread before
@@ -86,6 +99,8 @@ unsigned gw_wm_qtype_index(uint16_t qtype);
 const char *gw_wm_qtype_name(unsigned idx);
 /* "NOERROR", "SERVFAIL", ...; numbers for the unnamed ones. */
 const char *gw_wm_rcode_name(unsigned rcode);
+/* Refusal reason label: "acl", "conn_rate", "qps", "conn_cap", "proxy". */
+const char *gw_wm_refusal_name(gw_wm_refusal_t why);
 /* Listener transport label: "udp", "tcp", "dot", "doh", "h2c", "doq". */
 const char *gw_wm_transport_name(gw_proto_t t);
 

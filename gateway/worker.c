@@ -234,6 +234,8 @@ static void on_accept(struct ev_loop *loop, ev_io *io, int revents)
 			continue;
 		if (!gw_connlimit_acquire(w->connlimit,
 					  (struct sockaddr *)&addr)) {
+			gw_wm_refusal(&w->metrics, l->ep->proto,
+				      GW_WM_REFUSE_CONN_CAP);
 			gw_log(GW_LOG_DEBUG, "worker", "connection cap reached",
 			       "url", l->ep->url, NULL);
 			close(fd);

@@ -26,6 +26,7 @@ import doqtest as Q  # noqa: E402
 import dohtest as D  # noqa: E402
 import dnswire as W  # noqa: E402
 import gwtest as G  # noqa: E402
+import metricstest as M  # noqa: E402
 from gwtest import check  # noqa: E402
 
 suite = G.Suite('dnsgw policy')
@@ -60,6 +61,7 @@ class PolicyGateway(G.Gateway):
         self.listen = listen
         self.dns = self.port.get('tcp')
         self.dot = self.port.get('dot')
+        self.admin = G.free_port()
         if any(k in ('dot', 'doh', 'doq') for k in kinds):
             self.cert, self.key = certs(s)
 
@@ -71,10 +73,18 @@ class PolicyGateway(G.Gateway):
             conf.setdefault('tls', {'cert': self.cert, 'key': self.key})
         conf.setdefault('threads', self.threads)
         conf.setdefault('log', {'level': 'debug'})
+        conf.setdefault('admin', '127.0.0.1:%d' % self.admin)
         self.config_path = os.path.join(self.dir, 'dnsgw.yaml')
         with open(self.config_path, 'w') as f:
             json.dump(conf, f)
         return [self.binary, '-c', self.config_path] + self.extra_args
+
+    def refusals(self):
+        """dnsgw_refusals_total from /metrics (promtool-checked), as a
+        function of (transport, reason)."""
+        ms, _ = M.scrape(self.admin)
+        return lambda t, r: M.val(ms, 'dnsgw_refusals_total', transport=t,
+                                  reason=r)
 
     def lines_matching(self, pattern):
         with self.lock:
@@ -217,6 +227,24 @@ def test_acl_udp_drops_denied(s):
 
 
 @suite.case(timeout=120)
+def test_acl_refusals_counted(s):
+    g = acl_gw(s)
+    before = g.refusals()
+    check(udp_ask(g.port['udp'], q(), src='127.0.0.2') is None, 'udp answered')
+    check(tcp_ask(g.port['tcp'], q(), src='127.0.0.3') is None, 'tcp answered')
+    check(tcp_ask(g.port['dot'], q(), src='127.0.0.2', tls=True) is None,
+          'dot answered')
+    # allowed traffic counts nothing
+    expect_ok(udp_ask(g.port['udp'], q()), 'udp from .1')
+    after = g.refusals()
+    for t in ('udp', 'tcp', 'dot'):
+        d = after(t, 'acl') - before(t, 'acl')
+        check(d == 1, 'dnsgw_refusals_total{transport="%s",reason="acl"} '
+              'moved by %d, want 1' % (t, d))
+    check(after('udp', 'qps') == before('udp', 'qps'), 'qps moved')
+
+
+@suite.case(timeout=120)
 def test_acl_tcp_listener_override(s):
     g = acl_gw(s)
     base = g.snapshot(settle=0.5)
@@ -309,6 +337,7 @@ def rl_gw(s):
 @suite.case(timeout=120)
 def test_ratelimit_udp_refused_and_slip(s):
     g = rl_gw(s)
+    before = g.refusals()
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(('127.0.0.1', 0))
     sock.settimeout(1.0)
@@ -334,6 +363,9 @@ def test_ratelimit_udp_refused_and_slip(s):
     check(len(got) < n, 'nothing dropped')
     ede = refused[0].option(15)
     check(ede is not None and b'rate limited' in ede, 'no EDE: %r' % ede)
+    # every query over the limit is counted, answered or dropped
+    d = g.refusals()('udp', 'qps') - before('udp', 'qps')
+    check(d == over, '%d counted as refused by qps, want %d' % (d, over))
     # another client has its own bucket
     expect_ok(udp_ask(g.port['udp'], q(), src='127.0.0.2'), 'udp from .2')
     time.sleep(1.2)
@@ -373,6 +405,9 @@ def test_ratelimit_new_connections(s):
     answered = sum(1 for m in res if m is not None)
     check(answered in (3, 4), '%d of 6 rapid connections answered, want 3'
           % answered)
+    d = g.refusals()('tcp', 'conn_rate')
+    check(d == 6 - answered, '%d counted as refused by conn_rate, want %d'
+          % (d, 6 - answered))
     # others unaffected; the limited client is let in again after a refill
     expect_ok(tcp_ask(g.port['tcp'], q(), src='127.0.0.3'), 'tcp from .3')
     time.sleep(1.1)
@@ -381,6 +416,27 @@ def test_ratelimit_new_connections(s):
     for _ in range(5):
         expect_ok(udp_ask(g.port['udp'], q(), src='127.0.0.2'), 'udp')
     g.expect_baseline(base, what='after connections refused by rate')
+
+
+@suite.case(timeout=120)
+def test_policy_from_flags_and_environment(s):
+    """No file: the ACL from DNSGW_ACL, the query rate from a flag."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith('DNSGW_')}
+    env['DNSGW_ACL'] = 'deny 127.0.0.2, allow all'
+    g = s.fixture('flags_gw', lambda: G.Gateway(
+        s.binary, ['udp://127.0.0.1:%d' % responder(s).port], dot=False,
+        dns=True, extra_args=['--ratelimit-qps', '3', '--log-level', 'debug'],
+        env=env).start())
+    check(udp_ask(g.dns, q(), src='127.0.0.2') is None,
+          'udp from 127.0.0.2 answered despite DNSGW_ACL')
+    c = tcp_connect(g.dns, src='127.0.0.3')
+    try:
+        rc = [getattr(stream_ask(c, q('f%d.example.test' % i, qid=i)),
+                      'rcode_name', None) for i in range(6)]
+    finally:
+        c.close()
+    check(rc[:3] == ['NOERROR'] * 3 and rc.count('REFUSED') >= 2,
+          'answers under --ratelimit-qps 3: %s' % rc)
 
 
 # ----------------------------------------------------------------- ECS
@@ -608,9 +664,12 @@ def test_policy_names_unknown_listener(s):
                        'upstream': {'servers': ['udp://127.0.0.1:%d' %
                                                 responder(s).port]},
                        'threads': 1, 'policy': {key: val}}, f)
-        r = G.run([s.binary, '-c', path], timeout=10)
-        check(r.rc not in (0, 'timeout') and want in r.err,
-              'started, or without the reason (%s)' % want, r.describe())
+        # a start refuses it, and so does -t (which binds nothing)
+        for extra in ([], ['-t']):
+            r = G.run([s.binary, '-c', path] + extra, timeout=10)
+            check(r.rc not in (0, 'timeout') and want in r.err,
+                  '%s: accepted, or without the reason (%s)' %
+                  (' '.join(['dnsgw'] + extra), want), r.describe())
 
 
 if __name__ == '__main__':

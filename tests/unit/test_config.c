@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "gateway/acl.h"
 #include "gateway/config.h"
 #include "gateway/error.h"
 #include "gateway/log.h"
@@ -358,6 +359,63 @@ static void test_config_cache(void **state)
 	const char *big[] = { "--cache-size", "4294967296", NULL };
 	assert_int_equal(build(big, NULL), GW_ECONFIG);
 	assert_err_has("--cache-size: 4294967296 is out of range");
+}
+
+static bool allows(const char *ip)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	inet_pton(AF_INET, ip, &a.sin_addr);
+	return gw_acl_allows(&conf.policy.acl, (struct sockaddr *)&a);
+}
+
+/* --acl, --ratelimit-qps, --ratelimit-conns and their DNSGW_* twins:
+ * the flag wins over the environment, which wins over the file. */
+static void test_config_policy_flags(void **state)
+{
+	char path[64];
+	(void)state;
+	write_tmp(path, "upstream: {servers: [\"udp://127.0.0.1\"]}\n"
+			"policy:\n  acl: [\"deny 10.0.0.0/8\"]\n"
+			"  ratelimit: {qps: 7, conn_rate: 3}\n");
+	const char *file[] = { "-c", path, NULL };
+	assert_int_equal(build(file, NULL), 0);
+	assert_int_equal(conf.policy.acl.n, 1);
+	assert_int_equal(conf.policy.qps, 7);
+
+	const char *env[] = { "DNSGW_ACL=allow 192.0.2.0/24 , deny all",
+			      "DNSGW_RATELIMIT_QPS=50",
+			      "DNSGW_RATELIMIT_CONNS=9", NULL };
+	assert_int_equal(build(file, env), 0);
+	assert_int_equal(conf.policy.acl.n, 2);
+	assert_true(allows("192.0.2.9"));
+	assert_false(allows("10.1.2.3"));
+	assert_false(allows("198.51.100.1"));
+	assert_int_equal(conf.policy.qps, 50);
+	assert_int_equal(conf.policy.conn_rate, 9);
+
+	const char *flags[] = { "-c", path, "--acl", "deny 192.0.2.0/24,allow all",
+				"--ratelimit-qps", "0", "--ratelimit-conns",
+				"1", NULL };
+	assert_int_equal(build(flags, env), 0);
+	assert_int_equal(conf.policy.acl.n, 2);
+	assert_false(allows("192.0.2.9"));
+	assert_true(allows("10.1.2.3"));
+	assert_int_equal(conf.policy.qps, 0);
+	assert_int_equal(conf.policy.conn_rate, 1);
+
+	const char *bad_rule[] = { "-c", path, "--acl", "allow all, permit x",
+				   NULL };
+	assert_int_equal(build(bad_rule, NULL), GW_ECONFIG);
+	assert_err_has("--acl: 'permit x'");
+	const char *empty[] = { "-c", path, "--acl", " , ", NULL };
+	assert_int_equal(build(empty, NULL), GW_ECONFIG);
+	assert_err_has("--acl: no rule given");
+	const char *bad_qps[] = { "-c", path, "--ratelimit-qps", "many", NULL };
+	assert_int_equal(build(bad_qps, NULL), GW_ECONFIG);
+	assert_err_has("--ratelimit-qps: 'many' is not a number");
+	const char *bad_env[] = { "DNSGW_RATELIMIT_CONNS=99999999", NULL };
+	assert_int_equal(build(file, bad_env), GW_ECONFIG);
+	assert_err_has("DNSGW_RATELIMIT_CONNS: 99999999 is out of range");
 }
 
 static void test_config_file_empty_and_minimal(void **state)
@@ -1428,6 +1486,7 @@ int main(void)
 		cmocka_unit_test(test_config_defaults),
 		cmocka_unit_test(test_config_doq),
 		cmocka_unit_test(test_config_cache),
+		cmocka_unit_test(test_config_policy_flags),
 		cmocka_unit_test(test_config_zero_config),
 		cmocka_unit_test(test_config_file_all_keys),
 		cmocka_unit_test(test_config_example_is_defaults),
