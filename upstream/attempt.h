@@ -71,12 +71,12 @@ struct gw_up_query {
 	bool reissued;   /* already retried once after a connection died */
 	bool counted;    /* counted in the upstream's in-flight gauge */
 	bool timed_out;  /* some attempt timed out (final EDE 22, not 23) */
-	bool waiting;    /* tcp.c: in its upstream's wait queue, no conn yet */
-	/* https.c / quic.c: the stream carrying the attempt, or waiting in
-	 * that module's per-upstream queue (wnext/wprev) */
+	/* https.c / quic.c: the stream carrying the attempt */
 	struct h2st *h2st;
 	struct qst *qst;
-	bool h2_waiting, q_waiting;
+	/* tcp.c, https.c, quic.c: the upstream wait queue (connset.h) uq
+	 * waits in for a connection (wnext/wprev), NULL when none */
+	struct gw_up_cgroup *wq;
 	int probe_up;    /* >= 0: an active health probe of that upstream */
 	int client_bucket; /* slot in the pool's per-client counters, or -1 */
 	gw_up_query_t *wnext, *wprev;

@@ -22,10 +22,10 @@
  * stream (CANCEL) and is forgotten; stream IDs are never reused (RFC 9113
  * 5.1.1), so nothing late can be misrouted.
  *
- * Connection lifecycle, backoff, health reports and the deferred free are
- * those of tcp.c (see there). Nothing is handed to the pool from inside an
- * nghttp2 callback: callbacks record, and the code that called nghttp2
- * delivers afterwards.
+ * Connection lifecycle, limits, wait queue, backoff, health reports and the
+ * deferred free are the shared ones of connset.h (as for tcp.c). Nothing is
+ * handed to the pool from inside an nghttp2 callback: callbacks record, and
+ * the code that called nghttp2 delivers afterwards.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -39,24 +39,17 @@
 #include <nghttp2/nghttp2.h>
 
 #include "attempt.h"
+#include "connset.h"
 #include "gateway/error.h"
 #include "gateway/log.h"
 #include "tls_client.h"
 
-#define DEF_MAX_CONNS 8
-#define DEF_MAX_INFLIGHT 100
-#define DEF_IDLE_MS 60000
-#define BACKOFF_MIN 0.1
-#define BACKOFF_MAX 10.0
 #define TLS_OUT_MAX (4u << 20)
 /* Stop pulling frames out of nghttp2 while this much ciphertext waits. */
 #define TLS_OUT_HIGH (256u << 10)
 #define RD_CHUNK 16384
 
-typedef enum { C_CONNECTING, C_HANDSHAKE, C_OPEN } cstate_t;
-
 typedef struct h2conn h2conn_t;
-typedef struct h2up h2up_t;
 
 typedef struct h2st {
 	h2conn_t *c;
@@ -73,14 +66,8 @@ typedef struct h2st {
 } h2st_t;
 
 struct h2conn {
-	h2up_t *us;
-	unsigned up;
-	int fd;
-	ev_io io;
-	int io_events;
-	ev_timer timer;
-	cstate_t state;
-	bool retiring, dead, trial, in_h2, saved_session;
+	gw_up_cbase_t b;   /* first: list, state, watchers (connset.h) */
+	bool in_h2;
 	bool delivering;   /* conn_deliver() walks the stream list */
 	double last_rx;    /* when bytes last arrived (blackhole check) */
 	gw_up_tls_t *tls;
@@ -88,36 +75,25 @@ struct h2conn {
 	h2st_t *streams;
 	unsigned nstreams; /* not yet closed (incl. cancelled) */
 	unsigned live;     /* with a query */
-	unsigned queries;
-	struct h2conn *next, *prev;
-};
-
-struct h2up {
-	gw_up_https_t *hs;
-	h2conn_t *head;
-	gw_up_query_t *wait_head, *wait_tail;
-	unsigned n_waiting, n_open;
-	double backoff, next_connect;
-	gw_up_tls_session_t *session;
-	char authority[GW_CONF_MAX_NAME + 16];
 };
 
 struct gw_up_https {
-	gw_up_pool_t *pool;
-	struct ev_loop *loop;
-	const gw_conf_t *conf;
+	gw_up_cset_t set; /* first: per-upstream lists, limits */
 	gw_up_tls_ctx_t *tls;
 	nghttp2_session_callbacks *cbs;
-	unsigned max_conns, max_inflight, max_queries, max_waiting;
-	double idle;
-	h2up_t up[GW_CONF_MAX_UPSTREAM];
+	char authority[GW_CONF_MAX_UPSTREAM][GW_CONF_MAX_NAME + 16];
 };
 
+static const gw_up_cset_ops_t h2_ops;
+
 static void conn_io(struct ev_loop *loop, ev_io *w, int revents);
-static void conn_timer(struct ev_loop *loop, ev_timer *w, int revents);
-static void drain_waiting(gw_up_https_t *hs, h2up_t *us);
 static void conn_fail(h2conn_t *c, int err);
 static int conn_flush(h2conn_t *c);
+
+static h2conn_t *conn_of(gw_up_cbase_t *b)
+{
+	return (h2conn_t *)b;
+}
 
 /* --- nghttp2 callbacks: record only ----------------------------------------- */
 
@@ -197,7 +173,7 @@ static int on_frame(nghttp2_session *s, const nghttp2_frame *f, void *user)
 	if (f->hd.type == NGHTTP2_GOAWAY) {
 		/* RFC 9113 6.8: no new streams here; those past the last
 		 * stream id are refused by nghttp2 (REFUSED_STREAM). */
-		c->retiring = true;
+		c->b.retiring = true;
 		return 0;
 	}
 	if ((f->hd.type == NGHTTP2_DATA || f->hd.type == NGHTTP2_HEADERS) &&
@@ -248,10 +224,10 @@ static void st_unlink_free(h2st_t *st)
 static void conn_deliver(h2conn_t *c)
 {
 	h2st_t *st = c->streams, *nx;
-	gw_up_metrics_t *m = gw_up_pool_metrics_w(c->us->hs->pool, c->up);
+	gw_up_metrics_t *m = gw_up_cbase_metrics(&c->b);
 
 	c->delivering = true;
-	for (; st && !c->dead; st = nx) {
+	for (; st && !c->b.dead; st = nx) {
 		gw_up_query_t *uq;
 		nx = st->next;
 		if (!st->closed)
@@ -270,13 +246,12 @@ static void conn_deliver(h2conn_t *c)
 			   st->status == 200 && st->ctype_ok && !st->too_big &&
 			   gw_up_check_answer(&uq->sent, st->body, st->blen,
 					      false, NULL) == GW_UP_ANSWER) {
-			if (!c->saved_session) {
+			if (!c->b.saved_session) {
 				gw_up_tls_session_t *ss =
 					gw_up_tls_session(c->tls);
 				if (ss) {
-					gw_up_tls_session_free(c->us->session);
-					c->us->session = ss;
-					c->saved_session = true;
+					gw_up_cgroup_keep_session(c->b.g, ss);
+					c->b.saved_session = true;
 				}
 			}
 			/* st->body is read before st goes */
@@ -315,30 +290,10 @@ static void conn_reap(h2conn_t *c)
 
 /* --- connection ---------------------------------------------------------------- */
 
-static const char *url(const h2conn_t *c)
+static void conn_destroy(gw_up_cbase_t *b)
 {
-	return c->us->hs->conf->upstream[c->up].url;
-}
+	h2conn_t *c = conn_of(b);
 
-static void watch(h2conn_t *c, int events)
-{
-	if (c->io_events == events && ev_is_active(&c->io))
-		return;
-	ev_io_stop(c->us->hs->loop, &c->io);
-	ev_io_set(&c->io, c->fd, events);
-	c->io_events = events;
-	ev_io_start(c->us->hs->loop, &c->io);
-}
-
-static void arm(h2conn_t *c, double after)
-{
-	ev_timer_stop(c->us->hs->loop, &c->timer);
-	ev_timer_set(&c->timer, after, 0.);
-	ev_timer_start(c->us->hs->loop, &c->timer);
-}
-
-static void conn_destroy(h2conn_t *c)
-{
 	while (c->streams)
 		st_unlink_free(c->streams);
 	if (c->h2)
@@ -347,97 +302,45 @@ static void conn_destroy(h2conn_t *c)
 	free(c);
 }
 
-static void unlink_conn(h2conn_t *c)
+static unsigned conn_live(const gw_up_cbase_t *b)
 {
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		c->us->head = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	c->next = c->prev = NULL;
+	return ((const h2conn_t *)b)->live;
 }
 
-static void conn_kill(h2conn_t *c)
+static void conn_retire(gw_up_cbase_t *b)
 {
-	gw_up_https_t *hs = c->us->hs;
-
-	if (c->dead)
-		return;
-	c->dead = true;
-	c->us->n_open--;
-	gw_up_pool_metrics_w(hs->pool, c->up)->conns_open--;
-	ev_io_stop(hs->loop, &c->io);
-	if (c->fd >= 0) {
-		close(c->fd);
-		c->fd = -1;
-	}
-	arm(c, 0.);
+	gw_up_debug_conn(b->g->set->pool, b->up, "connection retired",
+			 "https");
+	gw_up_cbase_kill(b);
 }
 
-/* Reconsiders c after its set of live streams shrank. */
-static void conn_check(h2conn_t *c)
+static bool conn_room(const gw_up_cbase_t *b)
 {
-	if (c->dead || c->live > 0)
-		return;
-	if (c->retiring) {
-		gw_up_debug_conn(c->us->hs->pool, c->up, "connection retired",
-				 "https");
-		conn_kill(c);
-	} else if (c->state == C_OPEN) {
-		arm(c, c->us->hs->idle);
-	}
-}
+	const h2conn_t *c = (const h2conn_t *)b;
+	unsigned cap = b->g->set->lim.max_inflight;
 
-static unsigned conn_cap(h2conn_t *c)
-{
-	unsigned cap = c->us->hs->max_inflight;
-
-	if (c->h2 && c->state == C_OPEN) {
+	if (c->h2 && b->state == GW_UPC_OPEN) {
 		uint32_t mcs = nghttp2_session_get_remote_settings(
 			c->h2, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
 		if (mcs < cap)
 			cap = mcs;
 	}
-	return cap;
+	return c->nstreams < cap;
 }
 
-static bool conn_room(h2conn_t *c)
+static const char *conn_why(gw_up_cbase_t *b, int err)
 {
-	return !c->dead && !c->retiring && c->nstreams < conn_cap(c);
+	h2conn_t *c = conn_of(b);
+
+	(void)err;
+	return c->tls ? gw_up_tls_error(c->tls) : "";
 }
 
-static void connect_failed(h2conn_t *c, int err)
+/* c died: hand every live query back to the pool. */
+static void conn_reissue(gw_up_cbase_t *b, int err)
 {
-	h2up_t *us = c->us;
-	gw_up_metrics_t *m = gw_up_pool_metrics_w(us->hs->pool, c->up);
-	const char *why = c->tls ? gw_up_tls_error(c->tls) : "";
+	h2conn_t *c = conn_of(b);
 
-	m->conn_failures++;
-	us->backoff = us->backoff ? us->backoff * 2 : BACKOFF_MIN;
-	if (us->backoff > BACKOFF_MAX)
-		us->backoff = BACKOFF_MAX;
-	us->next_connect = gw_up_now() + us->backoff;
-	gw_log(c->state == C_HANDSHAKE ? GW_LOG_WARN : GW_LOG_INFO, "upstream",
-	       c->state == C_HANDSHAKE ? "upstream tls handshake failed"
-				       : "upstream connect failed",
-	       "upstream", url(c), "error", *why ? why : gw_strerror(err),
-	       NULL);
-	gw_up_pool_conn_report(us->hs->pool, c->up, c->trial, GW_UP_FAIL);
-	c->trial = false;
-}
-
-/* c failed: close it, then hand every live query back to the pool. */
-static void conn_fail(h2conn_t *c, int err)
-{
-	if (c->dead)
-		return;
-	if (c->state != C_OPEN)
-		connect_failed(c, err);
-	else
-		gw_up_debug_conn(c->us->hs->pool, c->up, "connection lost",
-				 gw_strerror(err));
-	conn_kill(c);
 	for (h2st_t *st = c->streams; st; st = st->next) {
 		gw_up_query_t *uq = st->uq;
 		if (!uq)
@@ -447,8 +350,11 @@ static void conn_fail(h2conn_t *c, int err)
 		c->live--;
 		gw_up_attempt_reissue(uq, err);
 	}
-	if (c->us->n_waiting)
-		drain_waiting(c->us->hs, c->us);
+}
+
+static void conn_fail(h2conn_t *c, int err)
+{
+	gw_up_cbase_fail(&c->b, err);
 }
 
 /* Pulls frames out of nghttp2 into TLS, then ciphertext to the socket. */
@@ -456,10 +362,10 @@ static int conn_flush(h2conn_t *c)
 {
 	gw_buf_t *out;
 
-	if (c->dead || c->state == C_CONNECTING)
+	if (c->b.dead || c->b.state == GW_UPC_CONNECTING)
 		return 0;
 	out = gw_up_tls_out(c->tls);
-	while (c->state == C_OPEN && gw_buf_size(out) < TLS_OUT_HIGH) {
+	while (c->b.state == GW_UPC_OPEN && gw_buf_size(out) < TLS_OUT_HIGH) {
 		const uint8_t *data;
 		ssize_t n;
 		int r;
@@ -475,7 +381,7 @@ static int conn_flush(h2conn_t *c)
 			return r;
 	}
 	while (gw_buf_size(out) > 0) {
-		ssize_t n = send(c->fd, gw_buf_head(out), gw_buf_size(out),
+		ssize_t n = send(c->b.fd, gw_buf_head(out), gw_buf_size(out),
 				 MSG_NOSIGNAL);
 		if (n < 0) {
 			if (errno == EINTR)
@@ -487,36 +393,30 @@ static int conn_flush(h2conn_t *c)
 		gw_buf_consume(out, (size_t)n);
 	}
 	gw_buf_shrink(out);
-	watch(c, EV_READ | (gw_buf_size(out) > 0 ||
-				    (c->state == C_OPEN &&
-				     nghttp2_session_want_write(c->h2))
-			    ? EV_WRITE
-			    : 0));
+	gw_up_cbase_watch(&c->b,
+			  EV_READ | (gw_buf_size(out) > 0 ||
+						 (c->b.state == GW_UPC_OPEN &&
+						  nghttp2_session_want_write(
+							  c->h2))
+					 ? EV_WRITE
+					 : 0));
 	return 0;
 }
 
 static void conn_opened(h2conn_t *c)
 {
-	gw_up_metrics_t *m = gw_up_pool_metrics_w(c->us->hs->pool, c->up);
 	bool resumed = gw_up_tls_resumed(c->tls);
 
-	c->state = C_OPEN;
-	c->us->backoff = 0;
-	ev_timer_stop(c->us->hs->loop, &c->timer);
-	if (resumed)
-		m->tls_resumed++;
-	c->trial = false;
-	gw_up_debug_conn(c->us->hs->pool, c->up, "connection open",
-			 resumed ? "h2 tls resumed" : "h2");
+	gw_up_cbase_opened(&c->b, resumed, resumed ? "h2 tls resumed" : "h2");
 	if (c->live == 0)
-		conn_check(c);
+		gw_up_cbase_check(&c->b);
 }
 
-static h2conn_t *conn_new(gw_up_https_t *hs, unsigned up, bool trial,
-			  int *err)
+static gw_up_cbase_t *conn_new(gw_up_cset_t *s, unsigned up, bool trial,
+			       int *err)
 {
-	const gw_endpoint_t *ep = &hs->conf->upstream[up];
-	h2up_t *us = &hs->up[up];
+	gw_up_https_t *hs = (gw_up_https_t *)s;
+	const gw_endpoint_t *ep = &s->conf->upstream[up];
 	nghttp2_settings_entry iv[] = {
 		/* RFC 8484 5.2: no server push for DNS */
 		{ NGHTTP2_SETTINGS_ENABLE_PUSH, 0 },
@@ -528,7 +428,7 @@ static h2conn_t *conn_new(gw_up_https_t *hs, unsigned up, bool trial,
 	h2conn_t *c;
 	int r;
 
-	sa = gw_up_pool_addr(hs->pool, up, &salen);
+	sa = gw_up_pool_addr(s->pool, up, &salen);
 	if (!sa) {
 		*err = GW_EAGAIN; /* name not resolved (yet) */
 		return NULL;
@@ -538,12 +438,9 @@ static h2conn_t *conn_new(gw_up_https_t *hs, unsigned up, bool trial,
 		*err = GW_ENOMEM;
 		return NULL;
 	}
-	c->us = us;
-	c->up = up;
-	c->trial = trial;
-	c->fd = -1;
-	c->tls = gw_up_tls_new(hs->tls, ep->tls_name, hs->conf->up.pin[up],
-			       us->session, TLS_OUT_MAX);
+	gw_up_cbase_init(&c->b, s, up, trial);
+	c->tls = gw_up_tls_new(hs->tls, ep->tls_name, s->conf->up.pin[up],
+			       c->b.g->session, TLS_OUT_MAX);
 	if (!c->tls || gw_up_tls_set_alpn(c->tls, "h2") < 0) {
 		r = GW_ETLS;
 		goto fail;
@@ -554,55 +451,30 @@ static h2conn_t *conn_new(gw_up_https_t *hs, unsigned up, bool trial,
 		r = GW_ENOMEM;
 		goto fail;
 	}
-	c->fd = gw_up_connect_stream(sa, salen);
-	if (c->fd < 0) {
-		r = c->fd;
+	c->b.fd = gw_up_connect_stream(sa, salen);
+	if (c->b.fd < 0) {
+		r = c->b.fd;
 		goto fail;
 	}
-	ev_io_init(&c->io, conn_io, c->fd, EV_WRITE);
-	c->io.data = c;
-	c->io_events = EV_WRITE;
-	ev_io_start(hs->loop, &c->io);
-	ev_timer_init(&c->timer, conn_timer, 0., 0.);
-	c->timer.data = c;
-	arm(c, gw_up_pool_timeout(hs->pool));
-	c->next = us->head;
-	if (us->head)
-		us->head->prev = c;
-	us->head = c;
-	us->n_open++;
-	gw_up_pool_metrics_w(hs->pool, up)->conns_opened++;
-	gw_up_pool_metrics_w(hs->pool, up)->conns_open++;
-	return c;
+	gw_up_cbase_open(&c->b, conn_io, EV_WRITE, gw_up_pool_timeout(s->pool));
+	return &c->b;
 fail:
-	if (c->fd >= 0)
-		close(c->fd);
-	conn_destroy(c);
+	gw_up_cbase_discard(&c->b);
 	*err = r;
 	return NULL;
 }
 
 static bool conn_read(h2conn_t *c)
 {
-	uint8_t *buf = gw_up_pool_rbuf(c->us->hs->pool);
+	uint8_t *buf = gw_up_pool_rbuf(c->b.g->set->pool);
 	uint8_t plain[RD_CHUNK];
 
 	for (int rounds = 0; rounds < 8; rounds++) {
-		ssize_t n = recv(c->fd, buf, GW_DNS_MAX_MSG, 0);
+		ssize_t n = gw_up_cbase_recv(&c->b, buf, GW_DNS_MAX_MSG);
 		int r;
 
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return true;
-			conn_fail(c, -errno);
-			return false;
-		}
-		if (n == 0) {
-			conn_fail(c, GW_ECLOSED);
-			return false;
-		}
+		if (n <= 0)
+			return n == 0;
 		c->last_rx = gw_up_now();
 		if ((r = gw_up_tls_feed(c->tls, buf, (size_t)n)) < 0) {
 			conn_fail(c, r);
@@ -611,11 +483,10 @@ static bool conn_read(h2conn_t *c)
 		for (;;) {
 			ssize_t m = gw_up_tls_read(c->tls, plain, sizeof(plain));
 			if (gw_up_tls_handshake_done(c->tls) &&
-			    c->state == C_HANDSHAKE) {
+			    c->b.state == GW_UPC_HANDSHAKE) {
 				conn_opened(c);
-				if (c->us->n_waiting)
-					drain_waiting(c->us->hs, c->us);
-				if (c->dead)
+				gw_up_cgroup_drain(c->b.g);
+				if (c->b.dead)
 					return false;
 			}
 			if (m == 0)
@@ -630,16 +501,16 @@ static bool conn_read(h2conn_t *c)
 			if (n < 0) {
 				gw_log(GW_LOG_INFO, "upstream",
 				       "upstream http/2 error", "upstream",
-				       url(c), "error",
+				       gw_up_cbase_url(&c->b), "error",
 				       nghttp2_strerror((int)n), NULL);
 				conn_fail(c, GW_EMALFORMED);
 				return false;
 			}
 			conn_deliver(c);
-			if (c->dead)
+			if (c->b.dead)
 				return false;
-			conn_check(c);
-			if (c->dead)
+			gw_up_cbase_check(&c->b);
+			if (c->b.dead)
 				return false;
 		}
 		if ((r = conn_flush(c)) < 0) {
@@ -662,23 +533,15 @@ static void conn_io(struct ev_loop *loop, ev_io *w, int revents)
 	int r;
 
 	(void)loop;
-	if (c->dead)
+	if (c->b.dead)
 		return;
-	if (c->state == C_CONNECTING) {
-		int soerr = 0;
-		socklen_t sl = sizeof(soerr);
+	if (c->b.state == GW_UPC_CONNECTING) {
 		uint8_t dummy[1];
 		ssize_t m;
 
-		if (!(revents & EV_WRITE))
+		if (!gw_up_cbase_connected(&c->b, revents))
 			return;
-		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
-			soerr = errno;
-		if (soerr) {
-			conn_fail(c, -soerr);
-			return;
-		}
-		c->state = C_HANDSHAKE;
+		c->b.state = GW_UPC_HANDSHAKE;
 		m = gw_up_tls_read(c->tls, dummy, sizeof(dummy)); /* Hello */
 		if (m < 0) {
 			conn_fail(c, (int)m);
@@ -694,82 +557,36 @@ static void conn_io(struct ev_loop *loop, ev_io *w, int revents)
 		conn_fail(c, r);
 }
 
-static void conn_timer(struct ev_loop *loop, ev_timer *w, int revents)
+/* The connect/handshake deadline, or the idle close. */
+static void conn_timeout(gw_up_cbase_t *b)
 {
-	h2conn_t *c = w->data;
+	h2conn_t *c = conn_of(b);
 
-	(void)loop;
-	(void)revents;
-	if (c->dead) {
-		h2up_t *us = c->us;
-		unlink_conn(c);
-		conn_destroy(c);
-		if (us->n_waiting)
-			drain_waiting(us->hs, us);
-		return;
-	}
-	if (c->state != C_OPEN) {
+	if (c->b.state != GW_UPC_OPEN) {
 		conn_fail(c, GW_ETIMEDOUT);
 		return;
 	}
 	if (c->live == 0) {
 		/* Idle: GOAWAY and close_notify, then FIN (RFC 9113 6.8). */
-		gw_up_debug_conn(c->us->hs->pool, c->up, "connection idle",
+		gw_up_debug_conn(b->g->set->pool, b->up, "connection idle",
 				 "https");
 		(void)nghttp2_session_terminate_session(c->h2,
 							NGHTTP2_NO_ERROR);
 		(void)conn_flush(c);
 		gw_up_tls_close(c->tls);
 		(void)conn_flush(c);
-		conn_kill(c);
+		gw_up_cbase_kill(b);
 	}
 }
 
 /* --- the seam -------------------------------------------------------------------- */
 
-static h2conn_t *pick_conn(h2up_t *us)
-{
-	h2conn_t *best = NULL;
-
-	for (h2conn_t *c = us->head; c; c = c->next) {
-		if (!conn_room(c))
-			continue;
-		if (c->state == C_OPEN)
-			return c;
-		if (!best)
-			best = c;
-	}
-	return best;
-}
-
-static h2conn_t *conn_for(gw_up_https_t *hs, h2up_t *us, unsigned up,
-			  bool trial, int *err)
-{
-	h2conn_t *c = pick_conn(us);
-
-	if (c)
-		return c;
-	if (us->n_open >= hs->max_conns) {
-		for (h2conn_t *o = us->head; o; o = o->next)
-			if (!o->dead && o->retiring && o->live == 0)
-				conn_kill(o);
-	}
-	if (us->n_open >= hs->max_conns) {
-		*err = GW_ENOSPC;
-		return NULL;
-	}
-	if (!trial && us->backoff > 0 && gw_up_now() < us->next_connect) {
-		*err = GW_EAGAIN;
-		return NULL;
-	}
-	return conn_new(hs, up, trial, err);
-}
-
 /* Opens a stream on c for uq: POST of the query with ID 0. */
-static int assign(h2conn_t *c, gw_up_query_t *uq)
+static int assign(gw_up_cbase_t *b, gw_up_query_t *uq)
 {
-	gw_up_https_t *hs = c->us->hs;
-	const gw_endpoint_t *ep = &hs->conf->upstream[c->up];
+	h2conn_t *c = conn_of(b);
+	gw_up_https_t *hs = (gw_up_https_t *)b->g->set;
+	const gw_endpoint_t *ep = &hs->set.conf->upstream[b->up];
 	char clen[8];
 	h2st_t *st;
 	int32_t id;
@@ -792,7 +609,7 @@ static int assign(h2conn_t *c, gw_up_query_t *uq)
 	nghttp2_nv hdr[] = {
 		NV(":method", "POST"),
 		NV(":scheme", "https"),
-		NV(":authority", c->us->authority),
+		NV(":authority", hs->authority[b->up]),
 		NV(":path", ep->path),
 		NV("content-type", "application/dns-message"),
 		NV("accept", "application/dns-message"),
@@ -818,102 +635,61 @@ static int assign(h2conn_t *c, gw_up_query_t *uq)
 	c->nstreams++;
 	c->live++;
 	uq->h2st = st;
-	if (++c->queries >= hs->max_queries && hs->max_queries)
-		c->retiring = true;
-	if (c->state == C_OPEN) {
-		ev_timer_stop(hs->loop, &c->timer);
+	gw_up_cbase_count_query(b);
+	if (b->state == GW_UPC_OPEN) {
+		ev_timer_stop(hs->set.loop, &b->timer);
 		if (!c->in_h2 && conn_flush(c) < 0)
-			watch(c, EV_READ | EV_WRITE);
+			gw_up_cbase_watch(b, EV_READ | EV_WRITE);
 	}
 	return 0;
 }
 
-static void wait_unlink(h2up_t *us, gw_up_query_t *uq)
-{
-	if (uq->wprev)
-		uq->wprev->wnext = uq->wnext;
-	else
-		us->wait_head = uq->wnext;
-	if (uq->wnext)
-		uq->wnext->wprev = uq->wprev;
-	else
-		us->wait_tail = uq->wprev;
-	uq->wnext = uq->wprev = NULL;
-	uq->h2_waiting = false;
-	us->n_waiting--;
-}
-
-static void drain_waiting(gw_up_https_t *hs, h2up_t *us)
-{
-	while (us->wait_head) {
-		gw_up_query_t *uq = us->wait_head;
-		h2conn_t *c;
-		int r;
-
-		c = conn_for(hs, us, (unsigned)uq->up, false, &r);
-		if (!c && (r == GW_ENOSPC || r == GW_EAGAIN))
-			return;
-		wait_unlink(us, uq);
-		if (!c || (r = assign(c, uq)) < 0)
-			gw_up_attempt_error(uq, r);
-	}
-}
+static const gw_up_cset_ops_t h2_ops = {
+	.live = conn_live,
+	.room = conn_room,
+	.connect = conn_new,
+	.assign = assign,
+	.destroy = conn_destroy,
+	.timeout = conn_timeout,
+	.retire = conn_retire,
+	.reissue = conn_reissue,
+	.why = conn_why,
+	.handshake_failed = "upstream tls handshake failed",
+};
 
 int gw_up_https_start(gw_up_query_t *uq, const gw_endpoint_t *ep)
 {
-	gw_up_https_t *hs = gw_up_pool_https(uq->pool);
-	unsigned up = (unsigned)uq->up;
-	h2up_t *us = &hs->up[up];
-	h2conn_t *c;
-	int r = GW_ENOSPC;
-
 	(void)ep;
-	c = us->wait_head ? NULL : conn_for(hs, us, up, uq->trial, &r);
-	if (!c) {
-		if (r != GW_ENOSPC || us->n_waiting >= hs->max_waiting)
-			return r;
-		uq->h2_waiting = true;
-		uq->wprev = us->wait_tail;
-		uq->wnext = NULL;
-		if (us->wait_tail)
-			us->wait_tail->wnext = uq;
-		else
-			us->wait_head = uq;
-		us->wait_tail = uq;
-		us->n_waiting++;
-		return 0;
-	}
-	return assign(c, uq);
+	return gw_up_cset_start(&gw_up_pool_https(uq->pool)->set, uq, NULL);
 }
 
 void gw_up_https_stop(gw_up_query_t *uq)
 {
+	gw_up_https_t *hs = gw_up_pool_https(uq->pool);
 	h2st_t *st = uq->h2st;
 	h2conn_t *c;
 
-	if (uq->h2_waiting) {
-		wait_unlink(&gw_up_pool_https(uq->pool)->up[uq->up], uq);
+	if (gw_up_cset_unwait(hs ? &hs->set : NULL, uq))
 		return;
-	}
 	if (!st)
 		return;
 	c = st->c;
 	st->uq = NULL;
 	uq->h2st = NULL;
 	c->live--;
-	if (!c->dead && !st->closed) {
+	if (!c->b.dead && !st->closed) {
 		/* RFC 9113 8.7 / 5.4.2: the answer is not wanted any more. */
 		(void)nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, st->id,
 						NGHTTP2_CANCEL);
 		/* Timed out and nothing arrived since it was sent: the
 		 * connection is blackholed, not slow for one name (tcp.c). */
 		if (uq->err == GW_ETIMEDOUT && c->last_rx <= uq->t_sent)
-			c->retiring = true;
-		if (!c->in_h2 && c->state == C_OPEN)
+			c->b.retiring = true;
+		if (!c->in_h2 && c->b.state == GW_UPC_OPEN)
 			(void)conn_flush(c);
 		conn_reap(c);
 	}
-	conn_check(c);
+	gw_up_cbase_check(&c->b);
 }
 
 gw_up_https_t *gw_up_https_new(gw_up_pool_t *p, char *err, size_t errlen)
@@ -936,36 +712,16 @@ gw_up_https_t *gw_up_https_new(gw_up_pool_t *p, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	hs->pool = p;
-	hs->loop = gw_up_pool_loop(p);
-	hs->conf = conf;
-	hs->max_conns = conf->up.max_conns_per_upstream
-				? conf->up.max_conns_per_upstream
-				: DEF_MAX_CONNS;
-	hs->max_inflight = conf->up.max_inflight_per_conn
-				   ? conf->up.max_inflight_per_conn
-				   : DEF_MAX_INFLIGHT;
-	hs->max_queries = conf->up.max_queries_per_conn;
-	hs->max_waiting = conf->up.max_waiting_per_upstream
-				  ? conf->up.max_waiting_per_upstream
-				  : hs->max_conns * hs->max_inflight;
-	hs->idle = (conf->up.idle_timeout_ms ? conf->up.idle_timeout_ms
-					     : DEF_IDLE_MS) / 1000.0;
-	for (unsigned i = 0; i < GW_CONF_MAX_UPSTREAM; i++) {
-		hs->up[i].hs = hs;
-		if (i < conf->n_upstream) {
-			const gw_endpoint_t *ep = &conf->upstream[i];
-			bool v6 = strchr(ep->host, ':') != NULL;
-			if (ep->port == 443)
-				snprintf(hs->up[i].authority,
-					 sizeof(hs->up[i].authority),
-					 v6 ? "[%s]" : "%s", ep->host);
-			else
-				snprintf(hs->up[i].authority,
-					 sizeof(hs->up[i].authority),
-					 v6 ? "[%s]:%u" : "%s:%u", ep->host,
-					 ep->port);
-		}
+	gw_up_cset_init(&hs->set, p, &h2_ops, 0);
+	for (unsigned i = 0; i < conf->n_upstream; i++) {
+		const gw_endpoint_t *ep = &conf->upstream[i];
+		bool v6 = strchr(ep->host, ':') != NULL;
+		if (ep->port == 443)
+			snprintf(hs->authority[i], sizeof(hs->authority[i]),
+				 v6 ? "[%s]" : "%s", ep->host);
+		else
+			snprintf(hs->authority[i], sizeof(hs->authority[i]),
+				 v6 ? "[%s]:%u" : "%s:%u", ep->host, ep->port);
 	}
 	hs->tls = gw_up_tls_ctx_new(conf->up.ca_file, need_ca, err, errlen);
 	if (!hs->tls || nghttp2_session_callbacks_new(&hs->cbs) != 0) {
@@ -988,19 +744,7 @@ void gw_up_https_free(gw_up_https_t *hs)
 {
 	if (!hs)
 		return;
-	for (unsigned i = 0; i < GW_CONF_MAX_UPSTREAM; i++) {
-		h2up_t *us = &hs->up[i];
-		while (us->head) {
-			h2conn_t *c = us->head;
-			ev_io_stop(hs->loop, &c->io);
-			ev_timer_stop(hs->loop, &c->timer);
-			if (c->fd >= 0)
-				close(c->fd);
-			unlink_conn(c);
-			conn_destroy(c);
-		}
-		gw_up_tls_session_free(us->session);
-	}
+	gw_up_cset_deinit(&hs->set);
 	nghttp2_session_callbacks_del(hs->cbs);
 	gw_up_tls_ctx_free(hs->tls);
 	free(hs);
@@ -1008,5 +752,5 @@ void gw_up_https_free(gw_up_https_t *hs)
 
 unsigned gw_up_https_open(const gw_up_https_t *hs, unsigned up)
 {
-	return hs && up < GW_CONF_MAX_UPSTREAM ? hs->up[up].n_open : 0;
+	return gw_up_cset_open_count(hs ? &hs->set : NULL, up);
 }

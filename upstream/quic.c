@@ -16,9 +16,10 @@
  *
  * A connection idle for upstream.idle_timeout_ms closes with DOQ_NO_ERROR
  * (RFC 9250 4.3); QUIC's own idle timeout (ours is 1 s longer; the server's
- * may be shorter) ends it silently. Handshake failure: health report + reconnect backoff, as in
- * tcp.c. A connection that dies hands its queries back with
- * gw_up_attempt_reissue().
+ * may be shorter) ends it silently. Handshake failure: health report +
+ * reconnect backoff, as for tcp.c; the list, limits, wait queue and metrics
+ * are the shared bookkeeping of connset.h (with wait_for_open). A connection
+ * that dies hands its queries back with gw_up_attempt_reissue().
  *
  * As in transports/doq.c, ngtcp2 callbacks only record; the code that
  * called ngtcp2 delivers results and writes packets afterwards.
@@ -38,22 +39,17 @@
 #include <wolfssl/ssl.h>
 
 #include "attempt.h"
+#include "connset.h"
 #include "gateway/error.h"
 #include "gateway/log.h"
 #include "tls_client.h"
 
-#define DEF_MAX_CONNS 8
-#define DEF_MAX_INFLIGHT 100
-#define DEF_IDLE_MS 60000
-#define BACKOFF_MIN 0.1
-#define BACKOFF_MAX 10.0
 #define PKT_MAX 1452 /* our largest UDP payload */
 #define DOQ_NO_ERROR 0x0
 #define DOQ_INTERNAL_ERROR 0x1
 #define DOQ_REQUEST_CANCELLED 0x3
 
 typedef struct qconn qconn_t;
-typedef struct qup qup_t;
 
 typedef struct qst {
 	qconn_t *c;
@@ -68,51 +64,44 @@ typedef struct qst {
 	struct qst *next, *prev;
 } qst_t;
 
+/* b.timer is our idle close and the deferred free; b.state goes from
+ * HANDSHAKE to OPEN when the handshake completed and was verified. */
 struct qconn {
-	qup_t *us;
-	unsigned up;
-	int fd;
-	ev_io io;
-	ev_timer timer;  /* ngtcp2 expiry */
-	ev_timer idle;   /* our idle close, and the deferred free */
+	gw_up_cbase_t b; /* first: list, state, watchers (connset.h) */
+	ev_timer expiry; /* ngtcp2 expiry */
 	ngtcp2_conn *conn;
 	void *ssl;
 	ngtcp2_crypto_conn_ref ref;
 	struct sockaddr_storage local, remote;
 	socklen_t locallen, remotelen;
-	bool open, dead, retiring, trial, in_ng, auth_failed, saved_session;
+	bool in_ng, auth_failed;
 	double last_rx; /* when a packet last arrived (blackhole check) */
 	char why[128];
 	qst_t *streams;
-	unsigned live, queries;
-	struct qconn *next, *prev;
-};
-
-struct qup {
-	gw_up_quic_t *qs;
-	qconn_t *head;
-	gw_up_query_t *wait_head, *wait_tail;
-	unsigned n_waiting, n_open;
-	double backoff, next_connect;
-	gw_up_tls_session_t *session;
+	unsigned live;
 };
 
 struct gw_up_quic {
-	gw_up_pool_t *pool;
-	struct ev_loop *loop;
-	const gw_conf_t *conf;
+	gw_up_cset_t set; /* first: per-upstream lists, limits */
 	gw_up_tls_ctx_t *tls;
-	unsigned max_conns, max_inflight, max_queries, max_waiting;
-	double idle;
-	qup_t up[GW_CONF_MAX_UPSTREAM];
 };
+
+static const gw_up_cset_ops_t quic_ops;
 
 static void conn_io(struct ev_loop *loop, ev_io *w, int revents);
 static void on_expiry(struct ev_loop *loop, ev_timer *w, int revents);
-static void on_idle(struct ev_loop *loop, ev_timer *w, int revents);
-static void drain_waiting(gw_up_quic_t *qs, qup_t *us);
 static void conn_fail(qconn_t *c, int err);
 static int conn_write(qconn_t *c);
+
+static qconn_t *conn_of(gw_up_cbase_t *b)
+{
+	return (qconn_t *)b;
+}
+
+static struct ev_loop *loop_of(const qconn_t *c)
+{
+	return c->b.g->set->loop;
+}
 
 static ngtcp2_tstamp ts_now(void)
 {
@@ -120,11 +109,6 @@ static ngtcp2_tstamp ts_now(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * NGTCP2_SECONDS + (uint64_t)ts.tv_nsec;
-}
-
-static const char *url(const qconn_t *c)
-{
-	return c->us->qs->conf->upstream[c->up].url;
 }
 
 /* --- ngtcp2 callbacks: record only -------------------------------------------- */
@@ -155,16 +139,16 @@ static int cb_new_cid(ngtcp2_conn *conn, ngtcp2_cid *cid, uint8_t *token,
 static int cb_handshake_completed(ngtcp2_conn *conn, void *user)
 {
 	qconn_t *c = user;
-	const gw_conf_t *conf = c->us->qs->conf;
+	const gw_conf_t *conf = c->b.g->set->conf;
 
 	(void)conn;
 	/* Pin and ALPN before any query goes out (RFC 9250 4.1: "doq"). */
-	if (gw_up_tls_quic_check(c->ssl, conf->up.pin[c->up], "doq", c->why,
+	if (gw_up_tls_quic_check(c->ssl, conf->up.pin[c->b.up], "doq", c->why,
 				 sizeof(c->why)) < 0) {
 		c->auth_failed = true;
 		return NGTCP2_ERR_CALLBACK_FAILURE;
 	}
-	c->open = true;
+	c->b.state = GW_UPC_OPEN;
 	return 0;
 }
 
@@ -281,9 +265,9 @@ static gw_up_query_t *st_take(qst_t *s)
 static void conn_deliver(qconn_t *c)
 {
 	qst_t *s, *nx;
-	gw_up_metrics_t *m = gw_up_pool_metrics_w(c->us->qs->pool, c->up);
+	gw_up_metrics_t *m = gw_up_cbase_metrics(&c->b);
 
-	for (s = c->streams; s && !c->dead; s = nx) {
+	for (s = c->streams; s && !c->b.dead; s = nx) {
 		gw_up_query_t *uq;
 		nx = s->next;
 		if (s->uq && s->fin_rcvd && !s->reset) {
@@ -294,15 +278,13 @@ static void conn_deliver(qconn_t *c)
 			    ml + 2 == s->inlen &&
 			    gw_up_check_answer(&uq->sent, s->in + 2, ml, false,
 					       NULL) == GW_UP_ANSWER) {
-				if (!c->saved_session) {
+				if (!c->b.saved_session) {
 					gw_up_tls_session_t *ss =
 						gw_up_tls_quic_session(c->ssl);
-					if (ss) {
-						gw_up_tls_session_free(
-							c->us->session);
-						c->us->session = ss;
-					}
-					c->saved_session = true;
+					if (ss)
+						gw_up_cgroup_keep_session(
+							c->b.g, ss);
+					c->b.saved_session = true;
 				}
 				gw_up_attempt_answer(uq, s->in + 2, ml);
 			} else {
@@ -316,15 +298,17 @@ static void conn_deliver(qconn_t *c)
 			gw_up_debug(uq, "doq stream reset", NULL);
 			gw_up_attempt_error(uq, GW_EUPSTREAM);
 		}
-		if (s->closed && !c->dead)
+		if (s->closed && !c->b.dead)
 			st_free(s);
 	}
 }
 
 /* --- connection ------------------------------------------------------------------ */
 
-static void conn_destroy(qconn_t *c)
+static void conn_destroy(gw_up_cbase_t *b)
 {
+	qconn_t *c = conn_of(b);
+
 	while (c->streams)
 		st_free(c->streams);
 	if (c->conn)
@@ -333,35 +317,14 @@ static void conn_destroy(qconn_t *c)
 	free(c);
 }
 
-static void unlink_conn(qconn_t *c)
+static unsigned conn_live(const gw_up_cbase_t *b)
 {
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		c->us->head = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	c->next = c->prev = NULL;
+	return ((const qconn_t *)b)->live;
 }
 
-static void conn_kill(qconn_t *c)
+static void conn_killed(gw_up_cbase_t *b)
 {
-	gw_up_quic_t *qs = c->us->qs;
-
-	if (c->dead)
-		return;
-	c->dead = true;
-	c->us->n_open--;
-	gw_up_pool_metrics_w(qs->pool, c->up)->conns_open--;
-	ev_io_stop(qs->loop, &c->io);
-	ev_timer_stop(qs->loop, &c->timer);
-	if (c->fd >= 0) {
-		close(c->fd);
-		c->fd = -1;
-	}
-	ev_timer_stop(qs->loop, &c->idle);
-	ev_timer_set(&c->idle, 0., 0.);
-	ev_timer_start(qs->loop, &c->idle);
+	ev_timer_stop(loop_of(conn_of(b)), &conn_of(b)->expiry);
 }
 
 /* Sends CONNECTION_CLOSE (best effort) and kills c. */
@@ -372,7 +335,7 @@ static void conn_close(qconn_t *c, ngtcp2_ccerr *e)
 	ngtcp2_pkt_info pi;
 	ngtcp2_ssize n;
 
-	if (c->dead)
+	if (c->b.dead)
 		return;
 	ngtcp2_path_storage_zero(&ps);
 	c->in_ng = true;
@@ -380,91 +343,67 @@ static void conn_close(qconn_t *c, ngtcp2_ccerr *e)
 					       sizeof(buf), e, ts_now());
 	c->in_ng = false;
 	if (n > 0)
-		(void)send(c->fd, buf, (size_t)n, MSG_DONTWAIT);
-	conn_kill(c);
+		(void)send(c->b.fd, buf, (size_t)n, MSG_DONTWAIT);
+	gw_up_cbase_kill(&c->b);
 }
 
-static void conn_check(qconn_t *c)
+/* Closes c with DOQ_NO_ERROR (RFC 9250 4.3). */
+static void conn_close_ok(qconn_t *c)
 {
-	gw_up_quic_t *qs = c->us->qs;
+	ngtcp2_ccerr e;
 
-	if (c->dead || c->live > 0)
-		return;
-	if (c->retiring) {
-		ngtcp2_ccerr e;
-		ngtcp2_ccerr_default(&e);
-		ngtcp2_ccerr_set_application_error(&e, DOQ_NO_ERROR, NULL, 0);
-		gw_up_debug_conn(qs->pool, c->up, "connection retired", "quic");
-		conn_close(c, &e);
-	} else if (c->open) {
-		ev_timer_stop(qs->loop, &c->idle);
-		ev_timer_set(&c->idle, qs->idle, 0.);
-		ev_timer_start(qs->loop, &c->idle);
-	}
+	ngtcp2_ccerr_default(&e);
+	ngtcp2_ccerr_set_application_error(&e, DOQ_NO_ERROR, NULL, 0);
+	conn_close(c, &e);
 }
 
-static bool conn_room(qconn_t *c)
+static void conn_retire(gw_up_cbase_t *b)
 {
-	return !c->dead && !c->retiring && c->live < c->us->qs->max_inflight &&
-	       (!c->open || ngtcp2_conn_get_streams_bidi_left(c->conn) > 0);
+	gw_up_debug_conn(b->g->set->pool, b->up, "connection retired", "quic");
+	conn_close_ok(conn_of(b));
 }
 
-static void connect_failed(qconn_t *c, int err)
+/* The set goes: a polite close for a connection still up. */
+static void conn_closing(gw_up_cbase_t *b)
 {
-	qup_t *us = c->us;
-	gw_up_metrics_t *m = gw_up_pool_metrics_w(us->qs->pool, c->up);
+	qconn_t *c = conn_of(b);
 
-	m->conn_failures++;
-	us->backoff = us->backoff ? us->backoff * 2 : BACKOFF_MIN;
-	if (us->backoff > BACKOFF_MAX)
-		us->backoff = BACKOFF_MAX;
-	us->next_connect = gw_up_now() + us->backoff;
+	if (!c->b.dead)
+		conn_close_ok(c);
+	ev_timer_stop(loop_of(c), &c->expiry);
+}
+
+static bool conn_room(const gw_up_cbase_t *b)
+{
+	const qconn_t *c = (const qconn_t *)b;
+
+	return c->live < b->g->set->lim.max_inflight &&
+	       (b->state != GW_UPC_OPEN ||
+		ngtcp2_conn_get_streams_bidi_left(c->conn) > 0);
+}
+
+static const char *conn_why(gw_up_cbase_t *b, int err)
+{
+	qconn_t *c = conn_of(b);
+
 	if (!c->why[0] && err == GW_ETLS)
 		gw_up_tls_quic_why(c->ssl, c->why, sizeof(c->why));
-	gw_log(GW_LOG_WARN, "upstream", "upstream quic handshake failed",
-	       "upstream", url(c), "error", c->why[0] ? c->why
-						    : gw_strerror(err),
-	       NULL);
-	gw_up_pool_conn_report(us->qs->pool, c->up, c->trial, GW_UP_FAIL);
-	c->trial = false;
+	return c->why;
 }
 
-static void conn_fail(qconn_t *c, int err)
+/* c died: hand every live query back to the pool. */
+static void conn_reissue(gw_up_cbase_t *b, int err)
 {
-	qup_t *us = c->us;
-	bool handshaking = false;
-
-	if (c->dead)
-		return;
-	if (!c->open)
-		connect_failed(c, err);
-	else
-		gw_up_debug_conn(us->qs->pool, c->up, "connection lost",
-				 gw_strerror(err));
-	conn_kill(c);
-	for (qst_t *s = c->streams; s; s = s->next) {
+	for (qst_t *s = conn_of(b)->streams; s; s = s->next) {
 		gw_up_query_t *uq = st_take(s);
 		if (uq)
 			gw_up_attempt_reissue(uq, err);
 	}
-	for (qconn_t *o = us->head; o; o = o->next)
-		handshaking |= !o->dead && !o->open;
-	if (!c->open && !handshaking && us->wait_head) {
-		/* The queries waited for this handshake: hand them back as
-		 * tcp.c does for queries queued on a failed connect. The
-		 * list is detached first, a reissue may queue here again. */
-		gw_up_query_t *uq = us->wait_head, *nx;
-		us->wait_head = us->wait_tail = NULL;
-		us->n_waiting = 0;
-		for (; uq; uq = nx) {
-			nx = uq->wnext;
-			uq->wnext = uq->wprev = NULL;
-			uq->q_waiting = false;
-			gw_up_attempt_reissue(uq, err);
-		}
-	} else if (us->n_waiting) {
-		drain_waiting(us->qs, us);
-	}
+}
+
+static void conn_fail(qconn_t *c, int err)
+{
+	gw_up_cbase_fail(&c->b, err);
 }
 
 static void arm_expiry(qconn_t *c)
@@ -472,13 +411,13 @@ static void arm_expiry(qconn_t *c)
 	ngtcp2_tstamp e = ngtcp2_conn_get_expiry(c->conn), now = ts_now();
 	double after = e <= now ? 0. : (double)(e - now) / NGTCP2_SECONDS;
 
-	if (c->dead)
+	if (c->b.dead)
 		return;
 	if (e == UINT64_MAX)
 		after = 3600.;
-	ev_timer_stop(c->us->qs->loop, &c->timer);
-	ev_timer_set(&c->timer, after, 0.);
-	ev_timer_start(c->us->qs->loop, &c->timer);
+	ev_timer_stop(loop_of(c), &c->expiry);
+	ev_timer_set(&c->expiry, after, 0.);
+	ev_timer_start(loop_of(c), &c->expiry);
 }
 
 /* Writes every stream's data, then ACKs and control frames. */
@@ -490,7 +429,7 @@ static int conn_write(qconn_t *c)
 	ngtcp2_tstamp ts = ts_now();
 	qst_t *s = c->streams;
 
-	if (c->dead || c->in_ng)
+	if (c->b.dead || c->in_ng)
 		return 0;
 	ngtcp2_path_storage_zero(&ps);
 	for (int guard = 0; guard < 4096; guard++) {
@@ -535,7 +474,7 @@ static int conn_write(qconn_t *c)
 				break;
 			continue;
 		}
-		if (send(c->fd, buf, (size_t)n, MSG_DONTWAIT) < 0 &&
+		if (send(c->b.fd, buf, (size_t)n, MSG_DONTWAIT) < 0 &&
 		    errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
 		    errno != ECONNREFUSED)
 			return -errno;
@@ -560,7 +499,7 @@ static void conn_error(qconn_t *c, int rv)
 			snprintf(c->why, sizeof(c->why), "tls alert %u", alert);
 	}
 	if (rv != NGTCP2_ERR_DRAINING && rv != NGTCP2_ERR_CLOSING &&
-	    rv != NGTCP2_ERR_IDLE_CLOSE && c->fd >= 0) {
+	    rv != NGTCP2_ERR_IDLE_CLOSE && c->b.fd >= 0) {
 		uint8_t buf[PKT_MAX];
 		ngtcp2_path_storage ps;
 		ngtcp2_pkt_info pi;
@@ -575,15 +514,16 @@ static void conn_error(qconn_t *c, int rv)
 						       ts_now());
 		c->in_ng = false;
 		if (n > 0)
-			(void)send(c->fd, buf, (size_t)n, MSG_DONTWAIT);
+			(void)send(c->b.fd, buf, (size_t)n, MSG_DONTWAIT);
 	}
 	conn_fail(c, err);
 }
 
-static qconn_t *conn_new(gw_up_quic_t *qs, unsigned up, bool trial, int *err)
+static gw_up_cbase_t *conn_new(gw_up_cset_t *cs, unsigned up, bool trial,
+			       int *err)
 {
-	const gw_endpoint_t *ep = &qs->conf->upstream[up];
-	qup_t *us = &qs->up[up];
+	gw_up_quic_t *qs = (gw_up_quic_t *)cs;
+	const gw_endpoint_t *ep = &cs->conf->upstream[up];
 	ngtcp2_settings settings;
 	ngtcp2_transport_params params;
 	ngtcp2_cid dcid, scid;
@@ -592,7 +532,7 @@ static qconn_t *conn_new(gw_up_quic_t *qs, unsigned up, bool trial, int *err)
 	qconn_t *c;
 	int r;
 
-	sa = gw_up_pool_addr(qs->pool, up, &salen);
+	sa = gw_up_pool_addr(cs->pool, up, &salen);
 	if (!sa) {
 		*err = GW_EAGAIN;
 		return NULL;
@@ -602,20 +542,20 @@ static qconn_t *conn_new(gw_up_quic_t *qs, unsigned up, bool trial, int *err)
 		*err = GW_ENOMEM;
 		return NULL;
 	}
-	c->us = us;
-	c->up = up;
-	c->trial = trial;
+	gw_up_cbase_init(&c->b, cs, up, trial);
+	c->b.state = GW_UPC_HANDSHAKE; /* UDP: nothing to connect */
 	memcpy(&c->remote, sa, salen);
 	c->remotelen = salen;
-	c->fd = socket(sa->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-		       0);
-	if (c->fd < 0) {
+	c->b.fd = socket(sa->sa_family,
+			 SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (c->b.fd < 0) {
 		r = -errno;
 		goto fail;
 	}
 	c->locallen = sizeof(c->local);
-	if (connect(c->fd, sa, salen) < 0 ||
-	    getsockname(c->fd, (struct sockaddr *)&c->local, &c->locallen) < 0) {
+	if (connect(c->b.fd, sa, salen) < 0 ||
+	    getsockname(c->b.fd, (struct sockaddr *)&c->local,
+			&c->locallen) < 0) {
 		r = -errno;
 		goto fail;
 	}
@@ -630,7 +570,7 @@ static qconn_t *conn_new(gw_up_quic_t *qs, unsigned up, bool trial, int *err)
 	ngtcp2_settings_default(&settings);
 	settings.initial_ts = ts_now();
 	settings.handshake_timeout =
-		(ngtcp2_duration)(gw_up_pool_timeout(qs->pool) * NGTCP2_SECONDS);
+		(ngtcp2_duration)(gw_up_pool_timeout(cs->pool) * NGTCP2_SECONDS);
 	settings.max_tx_udp_payload_size = PKT_MAX;
 	ngtcp2_transport_params_default(&params);
 	/* RFC 9250 4.2: only we open streams; none unidirectional. */
@@ -641,7 +581,7 @@ static qconn_t *conn_new(gw_up_quic_t *qs, unsigned up, bool trial, int *err)
 	/* A little over our own idle close, so that the polite close (with
 	 * DOQ_NO_ERROR) comes first; the server's may still be shorter. */
 	params.max_idle_timeout =
-		(ngtcp2_duration)((qs->idle + 1.0) * NGTCP2_SECONDS);
+		(ngtcp2_duration)((cs->lim.idle + 1.0) * NGTCP2_SECONDS);
 	c->ref.get_conn = get_conn;
 	c->ref.user_data = c;
 	ngtcp2_path path = {
@@ -655,66 +595,48 @@ static qconn_t *conn_new(gw_up_quic_t *qs, unsigned up, bool trial, int *err)
 		r = GW_ENOMEM;
 		goto fail;
 	}
-	c->ssl = gw_up_tls_quic_new(qs->tls, ep->tls_name, qs->conf->up.pin[up],
-				    "doq", us->session);
+	c->ssl = gw_up_tls_quic_new(qs->tls, ep->tls_name, cs->conf->up.pin[up],
+				    "doq", c->b.g->session);
 	if (!c->ssl) {
 		r = GW_ETLS;
 		goto fail;
 	}
 	wolfSSL_set_app_data((WOLFSSL *)c->ssl, &c->ref);
 	ngtcp2_conn_set_tls_native_handle(c->conn, c->ssl);
-	ev_io_init(&c->io, conn_io, c->fd, EV_READ);
-	c->io.data = c;
-	ev_io_start(qs->loop, &c->io);
-	ev_timer_init(&c->timer, on_expiry, 0., 0.);
-	c->timer.data = c;
-	ev_timer_init(&c->idle, on_idle, 0., 0.);
-	c->idle.data = c;
-	c->next = us->head;
-	if (us->head)
-		us->head->prev = c;
-	us->head = c;
-	us->n_open++;
-	gw_up_pool_metrics_w(qs->pool, up)->conns_opened++;
-	gw_up_pool_metrics_w(qs->pool, up)->conns_open++;
+	ev_timer_init(&c->expiry, on_expiry, 0., 0.);
+	c->expiry.data = c;
+	/* b.timer stays unarmed until the connection is idle. */
+	gw_up_cbase_open(&c->b, conn_io, EV_READ, -1.);
 	/* The Initial goes out now; errors surface from the timer. */
 	if (conn_write(c) < 0)
 		arm_expiry(c);
-	return c;
+	return &c->b;
 fail:
-	if (c->fd >= 0)
-		close(c->fd);
-	conn_destroy(c);
+	gw_up_cbase_discard(&c->b);
 	*err = r;
 	return NULL;
 }
 
 static void conn_opened(qconn_t *c)
 {
-	gw_up_metrics_t *m = gw_up_pool_metrics_w(c->us->qs->pool, c->up);
 	bool resumed = gw_up_tls_quic_resumed(c->ssl);
 
-	c->us->backoff = 0;
-	c->trial = false;
-	if (resumed)
-		m->tls_resumed++;
-	gw_up_debug_conn(c->us->qs->pool, c->up, "connection open",
-			 resumed ? "quic resumed" : "quic");
+	gw_up_cbase_opened(&c->b, resumed, resumed ? "quic resumed" : "quic");
 }
 
 static void conn_read(qconn_t *c)
 {
-	uint8_t *buf = gw_up_pool_rbuf(c->us->qs->pool);
-	bool was_open = c->open;
+	uint8_t *buf = gw_up_pool_rbuf(c->b.g->set->pool);
+	bool was_open = c->b.state == GW_UPC_OPEN;
 
-	for (int rounds = 0; rounds < 64 && !c->dead; rounds++) {
+	for (int rounds = 0; rounds < 64 && !c->b.dead; rounds++) {
 		ngtcp2_pkt_info pi = { 0 };
 		ngtcp2_path path = {
 			.local = { (ngtcp2_sockaddr *)&c->local, c->locallen },
 			.remote = { (ngtcp2_sockaddr *)&c->remote,
 				    c->remotelen },
 		};
-		ssize_t n = recv(c->fd, buf, GW_DNS_MAX_MSG, 0);
+		ssize_t n = recv(c->b.fd, buf, GW_DNS_MAX_MSG, 0);
 		int rv;
 
 		if (n < 0) {
@@ -735,20 +657,20 @@ static void conn_read(qconn_t *c)
 			conn_error(c, rv);
 			return;
 		}
-		if (!was_open && c->open) {
+		if (!was_open && c->b.state == GW_UPC_OPEN) {
 			was_open = true;
 			conn_opened(c);
 		}
 		conn_deliver(c);
 	}
-	if (c->dead)
+	if (c->b.dead)
 		return;
-	if (c->open && c->us->n_waiting)
-		drain_waiting(c->us->qs, c->us);
-	if (!c->dead && conn_write(c) < 0)
+	if (c->b.state == GW_UPC_OPEN)
+		gw_up_cgroup_drain(c->b.g);
+	if (!c->b.dead && conn_write(c) < 0)
 		conn_fail(c, GW_EUPSTREAM);
-	if (!c->dead)
-		conn_check(c);
+	if (!c->b.dead)
+		gw_up_cbase_check(&c->b);
 }
 
 static void conn_io(struct ev_loop *loop, ev_io *w, int revents)
@@ -757,7 +679,7 @@ static void conn_io(struct ev_loop *loop, ev_io *w, int revents)
 
 	(void)loop;
 	(void)revents;
-	if (!c->dead)
+	if (!c->b.dead)
 		conn_read(c);
 }
 
@@ -768,7 +690,7 @@ static void on_expiry(struct ev_loop *loop, ev_timer *w, int revents)
 
 	(void)loop;
 	(void)revents;
-	if (c->dead)
+	if (c->b.dead)
 		return;
 	c->in_ng = true;
 	rv = ngtcp2_conn_handle_expiry(c->conn, ts_now());
@@ -781,75 +703,24 @@ static void on_expiry(struct ev_loop *loop, ev_timer *w, int revents)
 		conn_fail(c, GW_EUPSTREAM);
 }
 
-static void on_idle(struct ev_loop *loop, ev_timer *w, int revents)
+/* Our idle close (b.timer is armed only for an idle OPEN connection). */
+static void conn_timeout(gw_up_cbase_t *b)
 {
-	qconn_t *c = w->data;
+	qconn_t *c = conn_of(b);
 
-	(void)loop;
-	(void)revents;
-	if (c->dead) {
-		qup_t *us = c->us;
-		unlink_conn(c);
-		conn_destroy(c);
-		if (us->n_waiting)
-			drain_waiting(us->qs, us);
-		return;
-	}
 	if (c->live == 0) {
-		ngtcp2_ccerr e;
-		ngtcp2_ccerr_default(&e);
 		/* RFC 9250 4.3: idle close with DOQ_NO_ERROR */
-		ngtcp2_ccerr_set_application_error(&e, DOQ_NO_ERROR, NULL, 0);
-		gw_up_debug_conn(c->us->qs->pool, c->up, "connection idle",
+		gw_up_debug_conn(b->g->set->pool, b->up, "connection idle",
 				 "quic");
-		conn_close(c, &e);
+		conn_close_ok(c);
 	}
 }
 
 /* --- the seam -------------------------------------------------------------------- */
 
-static qconn_t *conn_for(gw_up_quic_t *qs, qup_t *us, unsigned up, bool trial,
-			 int *err)
+static int assign(gw_up_cbase_t *b, gw_up_query_t *uq)
 {
-	bool handshaking = false;
-
-	for (qconn_t *c = us->head; c; c = c->next) {
-		if (c->dead || c->retiring)
-			continue;
-		if (!c->open) {
-			handshaking = true;
-			continue;
-		}
-		if (conn_room(c))
-			return c;
-	}
-	/* A handshake under way takes the queries when it completes. */
-	if (handshaking) {
-		*err = GW_ENOSPC;
-		return NULL;
-	}
-	if (us->n_open >= qs->max_conns) {
-		for (qconn_t *o = us->head; o; o = o->next)
-			if (!o->dead && o->retiring && o->live == 0)
-				conn_kill(o);
-	}
-	if (us->n_open >= qs->max_conns) {
-		*err = GW_ENOSPC;
-		return NULL;
-	}
-	if (!trial && us->backoff > 0 && gw_up_now() < us->next_connect) {
-		*err = GW_EAGAIN;
-		return NULL;
-	}
-	if (!conn_new(qs, up, trial, err))
-		return NULL;
-	*err = GW_ENOSPC; /* wait for its handshake */
-	return NULL;
-}
-
-static int assign(qconn_t *c, gw_up_query_t *uq)
-{
-	gw_up_quic_t *qs = c->us->qs;
+	qconn_t *c = conn_of(b);
 	qst_t *s = calloc(1, sizeof(*s));
 	int rv;
 
@@ -878,101 +749,61 @@ static int assign(qconn_t *c, gw_up_query_t *uq)
 		c->streams->prev = s;
 	c->streams = s;
 	c->live++;
-	ev_timer_stop(qs->loop, &c->idle);
-	if (++c->queries >= qs->max_queries && qs->max_queries)
-		c->retiring = true;
+	ev_timer_stop(loop_of(c), &b->timer);
+	gw_up_cbase_count_query(b);
 	return 0;
 }
 
-static void wait_unlink(qup_t *us, gw_up_query_t *uq)
+/* Queries assigned by a drain go out in one write per connection. */
+static void conn_flush(gw_up_cbase_t *b)
 {
-	if (uq->wprev)
-		uq->wprev->wnext = uq->wnext;
-	else
-		us->wait_head = uq->wnext;
-	if (uq->wnext)
-		uq->wnext->wprev = uq->wprev;
-	else
-		us->wait_tail = uq->wprev;
-	uq->wnext = uq->wprev = NULL;
-	uq->q_waiting = false;
-	us->n_waiting--;
+	if (conn_write(conn_of(b)) < 0)
+		conn_fail(conn_of(b), GW_EUPSTREAM);
 }
 
-static void wait_push(qup_t *us, gw_up_query_t *uq)
-{
-	uq->q_waiting = true;
-	uq->wprev = us->wait_tail;
-	uq->wnext = NULL;
-	if (us->wait_tail)
-		us->wait_tail->wnext = uq;
-	else
-		us->wait_head = uq;
-	us->wait_tail = uq;
-	us->n_waiting++;
-}
-
-static void drain_waiting(gw_up_quic_t *qs, qup_t *us)
-{
-	qconn_t *touched = NULL;
-
-	while (us->wait_head) {
-		gw_up_query_t *uq = us->wait_head;
-		qconn_t *c;
-		int r;
-
-		c = conn_for(qs, us, (unsigned)uq->up, false, &r);
-		if (!c && (r == GW_ENOSPC || r == GW_EAGAIN))
-			break;
-		wait_unlink(us, uq);
-		if (!c || (r = assign(c, uq)) < 0) {
-			gw_up_attempt_error(uq, r);
-			continue;
-		}
-		if (touched && touched != c && conn_write(touched) < 0)
-			conn_fail(touched, GW_EUPSTREAM);
-		touched = c;
-	}
-	if (touched && !touched->dead && conn_write(touched) < 0)
-		conn_fail(touched, GW_EUPSTREAM);
-}
+static const gw_up_cset_ops_t quic_ops = {
+	.live = conn_live,
+	.room = conn_room,
+	.connect = conn_new,
+	.assign = assign,
+	.destroy = conn_destroy,
+	.timeout = conn_timeout,
+	.retire = conn_retire,
+	.reissue = conn_reissue,
+	.why = conn_why,
+	.killed = conn_killed,
+	.closing = conn_closing,
+	.flush = conn_flush,
+	.handshake_failed = "upstream quic handshake failed",
+	.wait_for_open = true,
+};
 
 int gw_up_quic_start(gw_up_query_t *uq, const gw_endpoint_t *ep)
 {
-	gw_up_quic_t *qs = gw_up_pool_quic(uq->pool);
-	unsigned up = (unsigned)uq->up;
-	qup_t *us = &qs->up[up];
-	qconn_t *c;
-	int r = GW_ENOSPC;
+	gw_up_cbase_t *on;
+	int r;
 
 	(void)ep;
-	c = us->wait_head ? NULL : conn_for(qs, us, up, uq->trial, &r);
-	if (c && (r = assign(c, uq)) == 0) {
-		/* Errors surface from the timer, never synchronously. */
-		if (conn_write(c) < 0)
-			arm_expiry(c);
-		return 0;
-	}
-	if (r != GW_ENOSPC || us->n_waiting >= qs->max_waiting)
-		return r;
-	wait_push(us, uq);
-	return 0;
+	r = gw_up_cset_start(&gw_up_pool_quic(uq->pool)->set, uq, &on);
+	/* Errors surface from the timer, never synchronously. */
+	if (r == 0 && on && conn_write(conn_of(on)) < 0)
+		arm_expiry(conn_of(on));
+	return r;
 }
 
 void gw_up_quic_stop(gw_up_query_t *uq)
 {
+	gw_up_quic_t *qs = gw_up_pool_quic(uq->pool);
 	qst_t *s = uq->qst;
 	qconn_t *c;
 
-	if (uq->q_waiting) {
-		wait_unlink(&gw_up_pool_quic(uq->pool)->up[uq->up], uq);
+	if (gw_up_cset_unwait(qs ? &qs->set : NULL, uq))
 		return;
-	}
 	if (!s)
 		return;
 	c = s->c;
 	st_take(s);
-	if (!c->dead && !s->closed && !c->in_ng) {
+	if (!c->b.dead && !s->closed && !c->in_ng) {
 		/* RFC 9250 4.5: cancel with DOQ_REQUEST_CANCELLED. */
 		(void)ngtcp2_conn_shutdown_stream(c->conn, 0, s->id,
 						  DOQ_REQUEST_CANCELLED);
@@ -980,11 +811,11 @@ void gw_up_quic_stop(gw_up_query_t *uq)
 		/* Timed out with nothing received since it was sent: the
 		 * path is blackholed; stop using this connection (tcp.c). */
 		if (uq->err == GW_ETIMEDOUT && c->last_rx <= uq->t_sent)
-			c->retiring = true;
-		if (c->open)
+			c->b.retiring = true;
+		if (c->b.state == GW_UPC_OPEN)
 			(void)conn_write(c);
 	}
-	conn_check(c);
+	gw_up_cbase_check(&c->b);
 }
 
 gw_up_quic_t *gw_up_quic_new(gw_up_pool_t *p, char *err, size_t errlen)
@@ -1007,23 +838,7 @@ gw_up_quic_t *gw_up_quic_new(gw_up_pool_t *p, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	qs->pool = p;
-	qs->loop = gw_up_pool_loop(p);
-	qs->conf = conf;
-	qs->max_conns = conf->up.max_conns_per_upstream
-				? conf->up.max_conns_per_upstream
-				: DEF_MAX_CONNS;
-	qs->max_inflight = conf->up.max_inflight_per_conn
-				   ? conf->up.max_inflight_per_conn
-				   : DEF_MAX_INFLIGHT;
-	qs->max_queries = conf->up.max_queries_per_conn;
-	qs->max_waiting = conf->up.max_waiting_per_upstream
-				  ? conf->up.max_waiting_per_upstream
-				  : qs->max_conns * qs->max_inflight;
-	qs->idle = (conf->up.idle_timeout_ms ? conf->up.idle_timeout_ms
-					     : DEF_IDLE_MS) / 1000.0;
-	for (unsigned i = 0; i < GW_CONF_MAX_UPSTREAM; i++)
-		qs->up[i].qs = qs;
+	gw_up_cset_init(&qs->set, p, &quic_ops, 0);
 	qs->tls = gw_up_tls_ctx_new_quic(conf->up.ca_file, need_ca, err,
 					 errlen);
 	if (!qs->tls) {
@@ -1037,30 +852,12 @@ void gw_up_quic_free(gw_up_quic_t *qs)
 {
 	if (!qs)
 		return;
-	for (unsigned i = 0; i < GW_CONF_MAX_UPSTREAM; i++) {
-		qup_t *us = &qs->up[i];
-		while (us->head) {
-			qconn_t *c = us->head;
-			if (!c->dead) {
-				ngtcp2_ccerr e;
-				ngtcp2_ccerr_default(&e);
-				ngtcp2_ccerr_set_application_error(
-					&e, DOQ_NO_ERROR, NULL, 0);
-				conn_close(c, &e);
-			}
-			ev_io_stop(qs->loop, &c->io);
-			ev_timer_stop(qs->loop, &c->timer);
-			ev_timer_stop(qs->loop, &c->idle);
-			unlink_conn(c);
-			conn_destroy(c);
-		}
-		gw_up_tls_session_free(us->session);
-	}
+	gw_up_cset_deinit(&qs->set);
 	gw_up_tls_ctx_free(qs->tls);
 	free(qs);
 }
 
 unsigned gw_up_quic_open(const gw_up_quic_t *qs, unsigned up)
 {
-	return qs && up < GW_CONF_MAX_UPSTREAM ? qs->up[up].n_open : 0;
+	return gw_up_cset_open_count(qs ? &qs->set : NULL, up);
 }

@@ -29,9 +29,12 @@
  * trial. Queries on a connection that dies are handed back to the pool with
  * gw_up_attempt_reissue(): sent again once, elsewhere if possible.
  *
- * Memory: a connection is freed only from its own timer callback (dead flag
- * plus a 0 s timer), so no handler ever runs on freed memory however deep
- * the call chain that decided to close it. Writes from gw_up_tcp_start()
+ * The per-upstream list, limits, wait queue, backoff, metrics and the
+ * deferred free are the shared bookkeeping of connset.h; this file is the
+ * TCP/TLS framing on top. Memory: a connection is freed only from its own
+ * timer callback (dead flag plus a 0 s timer), so no handler ever runs on
+ * freed memory however deep the call chain that decided to close it.
+ * Writes from gw_up_tcp_start()
  * never fail the connection synchronously (errors surface in the I/O
  * handler), so answering a query may safely queue new ones.
  */
@@ -46,19 +49,15 @@
 #include <unistd.h>
 
 #include "attempt.h"
+#include "connset.h"
 #include "gateway/error.h"
 #include "gateway/log.h"
 #include "pending.h"
 #include "tls_client.h"
 
-#define DEF_MAX_CONNS 8
-#define DEF_MAX_INFLIGHT 100
-#define DEF_IDLE_MS 60000
 /* Idle limit of the TCP connections of a udp:// upstream: they only carry
  * the rare retry of a truncated answer, so they do not linger. */
 #define TC_IDLE 1.0
-#define BACKOFF_MIN 0.1
-#define BACKOFF_MAX 10.0
 /* Plaintext read but not yet framed: at most one partial frame is kept
  * between reads, plus one read's worth. */
 #define RD_MAX (2 * (2 + GW_DNS_MAX_MSG))
@@ -68,70 +67,30 @@
 /* Plaintext encrypted per gw_up_tls_write() call. */
 #define TLS_CHUNK 16384
 
-typedef enum conn_state {
-	C_CONNECTING,
-	C_HANDSHAKE,
-	C_OPEN,
-} conn_state_t;
-
-typedef struct up_state up_state_t;
-
 typedef struct gw_up_conn {
-	gw_up_conns_t *cs;
-	up_state_t *us;
-	unsigned up;
-	int fd;
-	ev_io io;
-	int io_events;
-	ev_timer timer; /* connect/handshake deadline, idle, or deferred free */
-	conn_state_t state;
-	bool retiring; /* no new queries; closes when no live query is left */
-	bool dead;     /* closed; freed from the timer */
-	bool trial;    /* opened for a down upstream's health trial */
-	bool saved_session;
+	gw_up_cbase_t b; /* first: list, state, watchers (connset.h) */
 	gw_up_pend_t pend;
 	gw_buf_t wbuf; /* plaintext frames not yet sent (or encrypted) */
 	gw_buf_t rd;   /* plaintext read, framed answers */
 	gw_up_tls_t *tls;
-	unsigned queries;
 	double last_frame; /* when the last answer of ours arrived, 0 never */
-	struct gw_up_conn *next, *prev;
 } gw_up_conn_t;
 
-struct up_state {
-	gw_up_conns_t *cs;
-	gw_up_conn_t *head;
-	gw_up_query_t *wait_head, *wait_tail; /* FIFO: no connection had room */
-	unsigned n_waiting;
-	unsigned n_open; /* not dead */
-	double backoff;  /* current reconnect backoff, 0 after success */
-	double next_connect;
-	gw_up_tls_session_t *session; /* last resumable TLS session */
-};
-
 struct gw_up_conns {
-	gw_up_pool_t *pool;
-	struct ev_loop *loop;
-	const gw_conf_t *conf;
+	gw_up_cset_t set; /* first: per-upstream lists, limits */
 	gw_up_tls_ctx_t *tls;
-	unsigned max_conns, max_inflight, max_queries, max_waiting;
-	double idle;
-	up_state_t up[GW_CONF_MAX_UPSTREAM];
 };
 
-static void conn_io(struct ev_loop *loop, ev_io *w, int revents);
-static void drain_waiting(gw_up_conns_t *cs, up_state_t *us);
-static void conn_timer(struct ev_loop *loop, ev_timer *w, int revents);
-static void conn_fail(gw_up_conn_t *c, int err);
+static const gw_up_cset_ops_t tcp_ops;
+
+static gw_up_conn_t *conn_of(gw_up_cbase_t *b)
+{
+	return (gw_up_conn_t *)b;
+}
 
 static bool is_tls(const gw_up_conns_t *cs, unsigned up)
 {
-	return cs->conf->upstream[up].proto == GW_PROTO_DOT;
-}
-
-static const char *url(const gw_up_conn_t *c)
-{
-	return c->cs->conf->upstream[c->up].url;
+	return cs->set.conf->upstream[up].proto == GW_PROTO_DOT;
 }
 
 gw_up_conns_t *gw_up_conns_new(gw_up_pool_t *p, char *err, size_t errlen)
@@ -144,26 +103,12 @@ gw_up_conns_t *gw_up_conns_new(gw_up_pool_t *p, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	cs->pool = p;
-	cs->loop = gw_up_pool_loop(p);
-	cs->conf = conf;
-	cs->max_conns = conf->up.max_conns_per_upstream
-				? conf->up.max_conns_per_upstream
-				: DEF_MAX_CONNS;
-	cs->max_inflight = conf->up.max_inflight_per_conn
-				   ? conf->up.max_inflight_per_conn
-				   : DEF_MAX_INFLIGHT;
-	if (cs->max_inflight > 65535)
-		cs->max_inflight = 65535;
-	cs->max_queries = conf->up.max_queries_per_conn;
-	for (unsigned i = 0; i < GW_CONF_MAX_UPSTREAM; i++)
-		cs->up[i].cs = cs;
-	cs->max_waiting = conf->up.max_waiting_per_upstream
-				  ? conf->up.max_waiting_per_upstream
-				  : cs->max_conns * cs->max_inflight;
-	cs->idle = (conf->up.idle_timeout_ms ? conf->up.idle_timeout_ms
-					     : DEF_IDLE_MS) / 1000.0;
+	/* IDs come from a 16-bit space per connection (pending.h). */
+	gw_up_cset_init(&cs->set, p, &tcp_ops, 65535);
 	for (unsigned i = 0; i < conf->n_upstream; i++) {
+		if (conf->upstream[i].proto == GW_PROTO_UDP &&
+		    cs->set.up[i].idle > TC_IDLE)
+			cs->set.up[i].idle = TC_IDLE;
 		if (conf->upstream[i].proto != GW_PROTO_DOT)
 			continue;
 		any_tls = true;
@@ -182,8 +127,10 @@ gw_up_conns_t *gw_up_conns_new(gw_up_pool_t *p, char *err, size_t errlen)
 }
 
 /* Frees c's memory; c must be unwatched and out of every list. */
-static void conn_destroy(gw_up_conn_t *c)
+static void conn_destroy(gw_up_cbase_t *b)
 {
+	gw_up_conn_t *c = conn_of(b);
+
 	gw_up_pend_deinit(&c->pend);
 	gw_buf_deinit(&c->wbuf);
 	gw_buf_deinit(&c->rd);
@@ -191,95 +138,38 @@ static void conn_destroy(gw_up_conn_t *c)
 	free(c);
 }
 
-static void unlink_conn(gw_up_conn_t *c)
-{
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		c->us->head = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	c->next = c->prev = NULL;
-}
-
 void gw_up_conns_free(gw_up_conns_t *cs)
 {
 	if (!cs)
 		return;
-	for (unsigned i = 0; i < GW_CONF_MAX_UPSTREAM; i++) {
-		up_state_t *us = &cs->up[i];
-		while (us->head) {
-			gw_up_conn_t *c = us->head;
-			ev_io_stop(cs->loop, &c->io);
-			ev_timer_stop(cs->loop, &c->timer);
-			if (c->fd >= 0)
-				close(c->fd);
-			unlink_conn(c);
-			conn_destroy(c);
-		}
-		gw_up_tls_session_free(us->session);
-	}
+	gw_up_cset_deinit(&cs->set);
 	gw_up_tls_ctx_free(cs->tls);
 	free(cs);
 }
 
-/* --- watchers and timers ----------------------------------------------------- */
-
-static void watch(gw_up_conn_t *c, int events)
+static unsigned conn_live(const gw_up_cbase_t *b)
 {
-	if (c->io_events == events && ev_is_active(&c->io))
-		return;
-	ev_io_stop(c->cs->loop, &c->io);
-	ev_io_set(&c->io, c->fd, events);
-	c->io_events = events;
-	ev_io_start(c->cs->loop, &c->io);
+	return ((const gw_up_conn_t *)b)->pend.live;
 }
 
-static void arm(gw_up_conn_t *c, double after)
+static bool conn_room(const gw_up_cbase_t *b)
 {
-	ev_timer_stop(c->cs->loop, &c->timer);
-	ev_timer_set(&c->timer, after, 0.);
-	ev_timer_start(c->cs->loop, &c->timer);
-}
-
-/* Marks c dead and closes its socket; the memory goes from the timer. */
-static void conn_kill(gw_up_conn_t *c)
-{
-	gw_up_conns_t *cs = c->cs;
-
-	if (c->dead)
-		return;
-	c->dead = true;
-	c->us->n_open--;
-	gw_up_pool_metrics_w(cs->pool, c->up)->conns_open--;
-	ev_io_stop(cs->loop, &c->io);
-	if (c->fd >= 0) {
-		close(c->fd);
-		c->fd = -1;
-	}
-	arm(c, 0.);
+	return !gw_up_pend_full(&((const gw_up_conn_t *)b)->pend);
 }
 
 /* Reconsiders c after its set of live queries shrank. */
 static void conn_check(gw_up_conn_t *c)
 {
-	if (c->dead)
-		return;
-	if (c->pend.orphans > c->pend.max / 2)
-		c->retiring = true;
-	if (c->pend.live > 0)
-		return;
-	if (c->retiring) {
-		gw_log(GW_LOG_DEBUG, "upstream", "connection retired",
-		       "upstream", url(c), NULL);
-		conn_kill(c);
-	} else if (c->state == C_OPEN) {
-		double idle = c->cs->idle;
-		if (c->cs->conf->upstream[c->up].proto == GW_PROTO_UDP &&
-		    idle > TC_IDLE)
-			idle = TC_IDLE;
-		arm(c, idle);
-	}
+	if (!c->b.dead && c->pend.orphans > c->pend.max / 2)
+		c->b.retiring = true;
+	gw_up_cbase_check(&c->b);
+}
+
+static void conn_retire(gw_up_cbase_t *b)
+{
+	gw_log(GW_LOG_DEBUG, "upstream", "connection retired", "upstream",
+	       gw_up_cbase_url(b), NULL);
+	gw_up_cbase_kill(b);
 }
 
 /* --- writing ------------------------------------------------------------------ */
@@ -289,12 +179,12 @@ static int conn_flush(gw_up_conn_t *c)
 {
 	gw_buf_t *src = &c->wbuf;
 
-	if (c->dead || c->state == C_CONNECTING)
+	if (c->b.dead || c->b.state == GW_UPC_CONNECTING)
 		return 0;
 	if (c->tls) {
 		src = gw_up_tls_out(c->tls);
 		/* Queries go into TLS only once the peer is authenticated. */
-		while (c->state == C_OPEN && gw_buf_size(&c->wbuf) > 0) {
+		while (c->b.state == GW_UPC_OPEN && gw_buf_size(&c->wbuf) > 0) {
 			size_t n = gw_buf_size(&c->wbuf);
 			int r;
 			if (n > TLS_CHUNK)
@@ -309,7 +199,7 @@ static int conn_flush(gw_up_conn_t *c)
 		gw_buf_shrink(&c->wbuf);
 	}
 	while (gw_buf_size(src) > 0) {
-		ssize_t n = send(c->fd, gw_buf_head(src), gw_buf_size(src),
+		ssize_t n = send(c->b.fd, gw_buf_head(src), gw_buf_size(src),
 				 MSG_NOSIGNAL);
 		if (n < 0) {
 			if (errno == EINTR)
@@ -321,11 +211,13 @@ static int conn_flush(gw_up_conn_t *c)
 		gw_buf_consume(src, (size_t)n);
 	}
 	gw_buf_shrink(src);
-	watch(c, EV_READ | (gw_buf_size(src) > 0 ||
-				    (c->tls && gw_buf_size(&c->wbuf) > 0 &&
-				     c->state == C_OPEN)
-			    ? EV_WRITE
-			    : 0));
+	gw_up_cbase_watch(&c->b,
+			  EV_READ | (gw_buf_size(src) > 0 ||
+						 (c->tls &&
+						  gw_buf_size(&c->wbuf) > 0 &&
+						  c->b.state == GW_UPC_OPEN)
+					 ? EV_WRITE
+					 : 0));
 	return 0;
 }
 
@@ -333,29 +225,23 @@ static int conn_flush(gw_up_conn_t *c)
 
 static void conn_opened(gw_up_conn_t *c)
 {
-	gw_up_metrics_t *m = gw_up_pool_metrics_w(c->cs->pool, c->up);
-
-	c->state = C_OPEN;
-	c->us->backoff = 0;
-	ev_timer_stop(c->cs->loop, &c->timer);
-	if (c->tls && gw_up_tls_resumed(c->tls))
-		m->tls_resumed++;
 	/* No health verdict: a blackhole accepts connections too. Answers
 	 * (and the trial query's answer) speak for the upstream. */
-	c->trial = false;
-	gw_up_debug_conn(c->cs->pool, c->up, "connection open",
-			 c->tls ? (gw_up_tls_resumed(c->tls) ? "tls resumed"
-							     : "tls")
-				: "tcp");
+	gw_up_cbase_opened(&c->b, c->tls && gw_up_tls_resumed(c->tls),
+			   c->tls ? (gw_up_tls_resumed(c->tls) ? "tls resumed"
+							       : "tls")
+				  : "tcp");
 	if (c->pend.live == 0)
 		conn_check(c);
 }
 
-static gw_up_conn_t *conn_new(gw_up_conns_t *cs, unsigned up, bool trial,
-			      int *err)
+static void conn_io(struct ev_loop *loop, ev_io *w, int revents);
+
+static gw_up_cbase_t *conn_new(gw_up_cset_t *s, unsigned up, bool trial,
+			       int *err)
 {
-	const gw_endpoint_t *ep = &cs->conf->upstream[up];
-	up_state_t *us = &cs->up[up];
+	gw_up_conns_t *cs = (gw_up_conns_t *)s;
+	const gw_endpoint_t *ep = &s->conf->upstream[up];
 	gw_up_conn_t *c;
 	const struct sockaddr *sa;
 	socklen_t salen;
@@ -366,102 +252,63 @@ static gw_up_conn_t *conn_new(gw_up_conns_t *cs, unsigned up, bool trial,
 		*err = GW_ENOMEM;
 		return NULL;
 	}
-	c->cs = cs;
-	c->us = us;
-	c->up = up;
-	c->trial = trial;
-	c->fd = -1;
+	gw_up_cbase_init(&c->b, s, up, trial);
 	gw_buf_init(&c->wbuf, WBUF_MAX);
 	gw_buf_init(&c->rd, RD_MAX);
-	if ((r = gw_up_pend_init(&c->pend, cs->max_inflight)) < 0)
+	if ((r = gw_up_pend_init(&c->pend, s->lim.max_inflight)) < 0)
 		goto fail;
 	if (is_tls(cs, up)) {
-		c->tls = gw_up_tls_new(cs->tls, ep->tls_name,
-				       cs->conf->up.pin[up], us->session,
-				       TLS_OUT_MAX);
+		c->tls = gw_up_tls_new(cs->tls, ep->tls_name, s->conf->up.pin[up],
+				       c->b.g->session, TLS_OUT_MAX);
 		if (!c->tls) {
 			r = GW_ETLS;
 			goto fail;
 		}
 	}
 	/* the URL's address, or a bootstrap-resolved one (tls://NAME) */
-	sa = gw_up_pool_addr(cs->pool, up, &salen);
+	sa = gw_up_pool_addr(s->pool, up, &salen);
 	if (!sa) {
 		r = GW_EAGAIN;
 		goto fail;
 	}
-	c->fd = gw_up_connect_stream(sa, salen);
-	if (c->fd < 0) {
-		r = c->fd;
+	c->b.fd = gw_up_connect_stream(sa, salen);
+	if (c->b.fd < 0) {
+		r = c->b.fd;
 		goto fail;
 	}
-	ev_io_init(&c->io, conn_io, c->fd, EV_WRITE);
-	c->io.data = c;
-	c->io_events = EV_WRITE;
-	ev_io_start(cs->loop, &c->io);
-	ev_timer_init(&c->timer, conn_timer, 0., 0.);
-	c->timer.data = c;
 	/* Connect plus handshake get one attempt timeout. */
-	arm(c, gw_up_pool_timeout(cs->pool));
-	c->next = us->head;
-	if (us->head)
-		us->head->prev = c;
-	us->head = c;
-	us->n_open++;
-	gw_up_pool_metrics_w(cs->pool, up)->conns_opened++;
-	gw_up_pool_metrics_w(cs->pool, up)->conns_open++;
-	return c;
+	gw_up_cbase_open(&c->b, conn_io, EV_WRITE, gw_up_pool_timeout(s->pool));
+	return &c->b;
 fail:
-	if (c->fd >= 0)
-		close(c->fd);
-	conn_destroy(c);
+	gw_up_cbase_discard(&c->b);
 	*err = r;
 	return NULL;
 }
 
-/* A connect or handshake failed: health and backoff, once per connection. */
-static void connect_failed(gw_up_conn_t *c, int err)
+static const char *conn_why(gw_up_cbase_t *b, int err)
 {
-	up_state_t *us = c->us;
-	gw_up_metrics_t *m = gw_up_pool_metrics_w(c->cs->pool, c->up);
-	const char *why = c->tls ? gw_up_tls_error(c->tls) : "";
+	gw_up_conn_t *c = conn_of(b);
 
-	m->conn_failures++;
-	us->backoff = us->backoff ? us->backoff * 2 : BACKOFF_MIN;
-	if (us->backoff > BACKOFF_MAX)
-		us->backoff = BACKOFF_MAX;
-	us->next_connect = gw_up_now() + us->backoff;
-	gw_log(c->state == C_HANDSHAKE ? GW_LOG_WARN : GW_LOG_INFO, "upstream",
-	       c->state == C_HANDSHAKE ? "upstream tls handshake failed"
-				       : "upstream connect failed",
-	       "upstream", url(c), "error",
-	       *why ? why : gw_strerror(err), NULL);
-	gw_up_pool_conn_report(c->cs->pool, c->up, c->trial, GW_UP_FAIL);
-	c->trial = false;
+	(void)err;
+	return c->tls ? gw_up_tls_error(c->tls) : "";
 }
 
-/* c failed: close it, then hand every live query back to the pool. */
-static void conn_fail(gw_up_conn_t *c, int err)
+/* c died: hand every live query back to the pool. */
+static void conn_reissue(gw_up_cbase_t *b, int err)
 {
-	uint16_t id;
+	gw_up_conn_t *c = conn_of(b);
 	gw_up_query_t *uq;
+	uint16_t id;
 
-	if (c->dead)
-		return;
-	if (c->state != C_OPEN)
-		connect_failed(c, err);
-	else
-		gw_up_debug_conn(c->cs->pool, c->up, "connection lost",
-				 gw_strerror(err));
-	conn_kill(c);
-	/* The pool may queue the reissued queries on other connections of
-	 * this upstream, never on c (dead). */
 	while ((uq = gw_up_pend_pop_live(&c->pend, &id)) != NULL) {
 		uq->conn = NULL;
 		gw_up_attempt_reissue(uq, err);
 	}
-	if (c->us->n_waiting)
-		drain_waiting(c->cs, c->us);
+}
+
+static void conn_fail(gw_up_conn_t *c, int err)
+{
+	gw_up_cbase_fail(&c->b, err);
 }
 
 /* --- reading ------------------------------------------------------------------ */
@@ -470,7 +317,7 @@ static void conn_fail(gw_up_conn_t *c, int err)
 static bool conn_frames(gw_up_conn_t *c)
 {
 	gw_buf_t *b = &c->rd;
-	gw_up_metrics_t *m = gw_up_pool_metrics_w(c->cs->pool, c->up);
+	gw_up_metrics_t *m = gw_up_cbase_metrics(&c->b);
 
 	/* Every complete frame now: the watcher is on the socket, not on
 	 * this buffer, so a frame left here could wait forever. */
@@ -516,48 +363,36 @@ static bool conn_frames(gw_up_conn_t *c)
 		gw_up_pend_remove(&c->pend, id);
 		uq->conn = NULL;
 		c->last_frame = gw_up_now();
-		if (c->tls && !c->saved_session) {
+		if (c->tls && !c->b.saved_session) {
 			/* TLS 1.3 tickets arrive after the handshake: by the
 			 * first answer the ticket is in (RFC 8446 4.6.1). */
 			gw_up_tls_session_t *s = gw_up_tls_session(c->tls);
 			if (s) {
-				gw_up_tls_session_free(c->us->session);
-				c->us->session = s;
-				c->saved_session = true;
+				gw_up_cgroup_keep_session(c->b.g, s);
+				c->b.saved_session = true;
 			}
 		}
 		/* msg stays valid: only this handler touches c->rd. */
 		gw_up_attempt_answer(uq, msg, len);
 		gw_buf_consume(b, 2 + len);
-		if (c->dead)
+		if (c->b.dead)
 			return false;
 	}
 	gw_buf_shrink(b);
 	conn_check(c);
-	if (c->us->n_waiting)
-		drain_waiting(c->cs, c->us);
-	return !c->dead;
+	gw_up_cgroup_drain(c->b.g);
+	return !c->b.dead;
 }
 
 /* Reads what the socket has. Returns false when c died. */
 static bool conn_read(gw_up_conn_t *c)
 {
-	uint8_t *buf = gw_up_pool_rbuf(c->cs->pool);
+	uint8_t *buf = gw_up_pool_rbuf(c->b.g->set->pool);
 
 	for (int rounds = 0; rounds < 8; rounds++) {
-		ssize_t n = recv(c->fd, buf, GW_DNS_MAX_MSG, 0);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return true;
-			conn_fail(c, -errno);
-			return false;
-		}
-		if (n == 0) {
-			conn_fail(c, GW_ECLOSED);
-			return false;
-		}
+		ssize_t n = gw_up_cbase_recv(&c->b, buf, GW_DNS_MAX_MSG);
+		if (n <= 0)
+			return n == 0;
 		if (c->tls) {
 			int r = gw_up_tls_feed(c->tls, buf, (size_t)n);
 			if (r < 0) {
@@ -575,7 +410,7 @@ static bool conn_read(gw_up_conn_t *c)
 				m = gw_up_tls_read(c->tls, gw_buf_tail(&c->rd),
 						   gw_buf_room(&c->rd));
 				if (gw_up_tls_handshake_done(c->tls) &&
-				    c->state == C_HANDSHAKE)
+				    c->b.state == GW_UPC_HANDSHAKE)
 					conn_opened(c);
 				if (m == 0)
 					break;
@@ -601,7 +436,7 @@ static bool conn_read(gw_up_conn_t *c)
 			if (!conn_frames(c))
 				return false;
 		}
-		if (c->dead)
+		if (c->b.dead)
 			return false;
 	}
 	return true;
@@ -613,23 +448,15 @@ static void conn_io(struct ev_loop *loop, ev_io *w, int revents)
 	int r;
 
 	(void)loop;
-	if (c->dead)
+	if (c->b.dead)
 		return;
-	if (c->state == C_CONNECTING) {
-		int soerr = 0;
-		socklen_t sl = sizeof(soerr);
-		if (!(revents & EV_WRITE))
+	if (c->b.state == GW_UPC_CONNECTING) {
+		if (!gw_up_cbase_connected(&c->b, revents))
 			return;
-		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
-			soerr = errno;
-		if (soerr) {
-			conn_fail(c, -soerr);
-			return;
-		}
 		if (c->tls) {
 			uint8_t dummy[1];
 			ssize_t m;
-			c->state = C_HANDSHAKE;
+			c->b.state = GW_UPC_HANDSHAKE;
 			/* Produces the ClientHello. */
 			m = gw_up_tls_read(c->tls, dummy, sizeof(dummy));
 			if (m < 0) {
@@ -653,58 +480,33 @@ static void conn_io(struct ev_loop *loop, ev_io *w, int revents)
 	}
 }
 
-static void conn_timer(struct ev_loop *loop, ev_timer *w, int revents)
+/* The connect/handshake deadline, or the idle close. */
+static void conn_timeout(gw_up_cbase_t *b)
 {
-	gw_up_conn_t *c = w->data;
+	gw_up_conn_t *c = conn_of(b);
 
-	(void)loop;
-	(void)revents;
-	if (c->dead) {
-		up_state_t *us = c->us;
-		unlink_conn(c);
-		conn_destroy(c);
-		if (us->n_waiting)
-			drain_waiting(us->cs, us);
-		return;
-	}
-	if (c->state != C_OPEN) {
+	if (c->b.state != GW_UPC_OPEN) {
 		conn_fail(c, GW_ETIMEDOUT);
 		return;
 	}
 	if (c->pend.live == 0) {
 		/* Idle: close politely (close_notify for TLS, then FIN). */
-		gw_up_debug_conn(c->cs->pool, c->up, "connection idle", NULL);
+		gw_up_debug_conn(c->b.g->set->pool, c->b.up, "connection idle",
+				 NULL);
 		if (c->tls) {
 			gw_up_tls_close(c->tls);
 			(void)conn_flush(c);
 		}
-		conn_kill(c);
+		gw_up_cbase_kill(&c->b);
 	}
 }
 
 /* --- the seam ------------------------------------------------------------------ */
 
-/* The connection for a new query on upstream up: an OPEN one with room
- * first, then one still coming up; NULL when none has room. */
-static gw_up_conn_t *pick_conn(up_state_t *us)
-{
-	gw_up_conn_t *best = NULL;
-
-	for (gw_up_conn_t *c = us->head; c; c = c->next) {
-		if (c->dead || c->retiring || gw_up_pend_full(&c->pend))
-			continue;
-		if (c->state == C_OPEN)
-			return c;
-		if (!best)
-			best = c;
-	}
-	return best;
-}
-
 /* Puts uq on c: an ID from c's table, the frame in c's queue. */
-static int assign(gw_up_conn_t *c, gw_up_query_t *uq)
+static int assign(gw_up_cbase_t *b, gw_up_query_t *uq)
 {
-	gw_up_conns_t *cs = c->cs;
+	gw_up_conn_t *c = conn_of(b);
 	int id, r;
 
 	id = gw_up_pend_add(&c->pend, gw_up_pool_rng(uq->pool), uq);
@@ -719,120 +521,43 @@ static int assign(gw_up_conn_t *c, gw_up_query_t *uq)
 		return r;
 	}
 	uq->conn = c;
-	if (++c->queries >= cs->max_queries && cs->max_queries)
-		c->retiring = true;
-	if (c->state == C_OPEN) {
-		ev_timer_stop(cs->loop, &c->timer); /* not idle any more */
+	gw_up_cbase_count_query(&c->b);
+	if (c->b.state == GW_UPC_OPEN) {
+		/* not idle any more */
+		ev_timer_stop(c->b.g->set->loop, &c->b.timer);
 		/* Errors surface in the I/O handler, never here. */
 		if (conn_flush(c) < 0)
-			watch(c, EV_READ | EV_WRITE);
+			gw_up_cbase_watch(&c->b, EV_READ | EV_WRITE);
 	}
 	return 0;
 }
 
-/* A connection for a query on us: one with room, else a new one if the cap
- * and the reconnect backoff allow. NULL with *err set otherwise. */
-static gw_up_conn_t *conn_for(gw_up_conns_t *cs, up_state_t *us, unsigned up,
-			      bool trial, int *err)
-{
-	gw_up_conn_t *c = pick_conn(us);
-
-	if (c)
-		return c;
-	if (us->n_open >= cs->max_conns) {
-		/* A retired connection whose last answer is being handed out
-		 * right now still counts: close it first (freed later). */
-		for (gw_up_conn_t *o = us->head; o; o = o->next)
-			if (!o->dead && o->retiring && o->pend.live == 0)
-				conn_kill(o);
-	}
-	if (us->n_open >= cs->max_conns) {
-		*err = GW_ENOSPC;
-		return NULL;
-	}
-	if (!trial && us->backoff > 0 && gw_up_now() < us->next_connect) {
-		*err = GW_EAGAIN;
-		return NULL;
-	}
-	return conn_new(cs, up, trial, err);
-}
-
-static void wait_unlink(up_state_t *us, gw_up_query_t *uq)
-{
-	if (uq->wprev)
-		uq->wprev->wnext = uq->wnext;
-	else
-		us->wait_head = uq->wnext;
-	if (uq->wnext)
-		uq->wnext->wprev = uq->wprev;
-	else
-		us->wait_tail = uq->wprev;
-	uq->wnext = uq->wprev = NULL;
-	uq->waiting = false;
-	us->n_waiting--;
-}
-
-/* Moves waiting queries onto connections while there is room. Runs from
- * I/O handlers and timers only (it may report errors). */
-static void drain_waiting(gw_up_conns_t *cs, up_state_t *us)
-{
-	while (us->wait_head) {
-		gw_up_query_t *uq = us->wait_head;
-		gw_up_conn_t *c;
-		int r;
-
-		c = conn_for(cs, us, (unsigned)uq->up, false, &r);
-		if (!c && (r == GW_ENOSPC || r == GW_EAGAIN))
-			return; /* still no room: keep waiting (timer runs) */
-		wait_unlink(us, uq);
-		if (!c || (r = assign(c, uq)) < 0)
-			gw_up_attempt_error(uq, r);
-	}
-}
+static const gw_up_cset_ops_t tcp_ops = {
+	.live = conn_live,
+	.room = conn_room,
+	.connect = conn_new,
+	.assign = assign,
+	.destroy = conn_destroy,
+	.timeout = conn_timeout,
+	.retire = conn_retire,
+	.reissue = conn_reissue,
+	.why = conn_why,
+	.handshake_failed = "upstream tls handshake failed",
+};
 
 int gw_up_tcp_start(gw_up_query_t *uq, const gw_endpoint_t *ep)
 {
-	gw_up_conns_t *cs = gw_up_pool_conns(uq->pool);
-	unsigned up = (unsigned)uq->up;
-	up_state_t *us = &cs->up[up];
-	gw_up_conn_t *c;
-	int r;
-
 	(void)ep;
-	/* First come, first served: nobody overtakes the wait queue. */
-	r = GW_ENOSPC;
-	c = us->wait_head ? NULL : conn_for(cs, us, up, uq->trial, &r);
-	if (!c) {
-		if (r != GW_ENOSPC)
-			return r;
-		/* Every connection full and no new one allowed: wait for a
-		 * slot (bounded; past the bound the pool fails or retries
-		 * the query elsewhere at once). */
-		if (us->n_waiting >= cs->max_waiting)
-			return GW_ENOSPC;
-		uq->waiting = true;
-		uq->wprev = us->wait_tail;
-		uq->wnext = NULL;
-		if (us->wait_tail)
-			us->wait_tail->wnext = uq;
-		else
-			us->wait_head = uq;
-		us->wait_tail = uq;
-		us->n_waiting++;
-		return 0;
-	}
-	return assign(c, uq);
+	return gw_up_cset_start(&gw_up_pool_conns(uq->pool)->set, uq, NULL);
 }
 
 void gw_up_tcp_stop(gw_up_query_t *uq)
 {
+	gw_up_conns_t *cs = gw_up_pool_conns(uq->pool);
 	gw_up_conn_t *c = uq->conn;
 
-	if (uq->waiting) {
-		gw_up_conns_t *cs = gw_up_pool_conns(uq->pool);
-		wait_unlink(&cs->up[uq->up], uq);
+	if (gw_up_cset_unwait(cs ? &cs->set : NULL, uq))
 		return;
-	}
 	if (!c)
 		return;
 	uq->conn = NULL;
@@ -842,7 +567,7 @@ void gw_up_tcp_stop(gw_up_query_t *uq)
 	/* Timed out and nothing complete arrived since it was sent: the
 	 * connection is blackholed or dripping, not merely slow for one name. */
 	if (uq->err == GW_ETIMEDOUT && c->last_frame <= uq->t_sent)
-		c->retiring = true;
+		c->b.retiring = true;
 	conn_check(c);
 }
 
@@ -850,7 +575,7 @@ void gw_up_tcp_stop(gw_up_query_t *uq)
 
 unsigned gw_up_conns_open(const gw_up_conns_t *cs, unsigned up)
 {
-	return up < GW_CONF_MAX_UPSTREAM ? cs->up[up].n_open : 0;
+	return gw_up_cset_open_count(&cs->set, up);
 }
 
 int gw_up_connect_stream(const struct sockaddr *sa, socklen_t salen)
