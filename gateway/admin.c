@@ -64,18 +64,61 @@ static bool any_draining(gw_admin_t *a)
 	return false;
 }
 
-/* Workers (out of n) that have upstream u marked down. */
-static unsigned upstream_down_in(gw_admin_t *a, unsigned u)
+/* One upstream as /metrics and /readyz see it: summed over the workers
+ * whose current pool has it. A reload may change the list: each worker's
+ * pool brings its own (the admin reads it under the worker's pool lock,
+ * gw_worker_pool_hold), and rows are matched by URL. */
+typedef struct up_row {
+	char url[GW_CONF_MAX_URL];
+	gw_up_metrics_t sum;
+	unsigned down, in; /* workers that have it marked down / at all */
+} up_row_t;
+
+/* the lists of two generations, should workers differ after a reload */
+#define UP_ROWS (2 * GW_CONF_MAX_UPSTREAM)
+
+static up_row_t *up_row(up_row_t *rows, unsigned *n, const char *url)
 {
-	unsigned down = 0;
+	for (unsigned k = 0; k < *n; k++)
+		if (strcmp(rows[k].url, url) == 0)
+			return &rows[k];
+	if (*n == UP_ROWS)
+		return NULL;
+	up_row_t *r = &rows[(*n)++];
+	memset(r, 0, sizeof(*r));
+	snprintf(r->url, sizeof(r->url), "%s", url);
+	return r;
+}
+
+/* Fills rows[UP_ROWS] from every worker's pool; returns how many. */
+static unsigned collect_upstreams(gw_admin_t *a, up_row_t *rows)
+{
+	unsigned n = 0;
 	for (unsigned i = 0; i < a->n; i++) {
-		gw_up_metrics_t m;
-		if (a->workers[i].pool &&
-		    gw_up_pool_metrics(a->workers[i].pool, u, &m) == 0 &&
-		    m.down)
-			down++;
+		gw_worker_t *w = &a->workers[i];
+		gw_up_pool_t *pool = gw_worker_pool_hold(w);
+		const gw_conf_t *c = pool ? gw_up_pool_conf(pool) : a->conf;
+		for (unsigned u = 0; u < c->n_upstream; u++) {
+			gw_up_metrics_t m;
+			up_row_t *r = up_row(rows, &n, c->upstream[u].url);
+			if (!r)
+				continue;
+			r->in++;
+			if (!pool || gw_up_pool_metrics(pool, u, &m) < 0)
+				continue;
+			const uint64_t *src =
+			    (const uint64_t *)(const void *)&m;
+			uint64_t *dst = (uint64_t *)(void *)&r->sum;
+			for (size_t k = 0;
+			     k < offsetof(gw_up_metrics_t, conns_open) / 8; k++)
+				dst[k] += src[k];
+			r->sum.conns_open += m.conns_open;
+			r->sum.inflight += m.inflight;
+			r->down += m.down;
+		}
+		gw_worker_pool_release(w);
 	}
-	return down;
+	return n;
 }
 
 int gw_admin_healthz(gw_admin_t *a, char *why, size_t cap)
@@ -109,11 +152,19 @@ int gw_admin_readyz(gw_admin_t *a, char *why, size_t cap)
 		snprintf(why, cap, "certificate not valid now\n");
 		return 503;
 	}
-	for (unsigned u = 0; u < a->conf->n_upstream; u++)
-		if (upstream_down_in(a, u) < a->n) {
+	up_row_t *rows = malloc(UP_ROWS * sizeof(*rows));
+	if (!rows) {
+		snprintf(why, cap, "out of memory\n");
+		return 503;
+	}
+	unsigned nu = collect_upstreams(a, rows);
+	for (unsigned u = 0; u < nu; u++)
+		if (rows[u].down < rows[u].in) {
+			free(rows);
 			snprintf(why, cap, "ok\n");
 			return 200;
 		}
+	free(rows);
 	snprintf(why, cap, "no healthy upstream\n");
 	return 503;
 }
@@ -370,43 +421,23 @@ static void render_doq(gw_prom_t *p)
 
 static void render_upstreams(gw_prom_t *p, gw_admin_t *a)
 {
-	const gw_conf_t *c = a->conf;
-	unsigned nu = c->n_upstream;
-	gw_up_metrics_t sum[GW_CONF_MAX_UPSTREAM];
-	unsigned down[GW_CONF_MAX_UPSTREAM];
-
-	memset(sum, 0, sizeof(sum));
-	for (unsigned u = 0; u < nu; u++) {
-		down[u] = 0;
-		for (unsigned i = 0; i < a->n; i++) {
-			gw_up_metrics_t m;
-			if (!a->workers[i].pool ||
-			    gw_up_pool_metrics(a->workers[i].pool, u, &m) < 0)
-				continue;
-			const uint64_t *src =
-			    (const uint64_t *)(const void *)&m;
-			uint64_t *dst = (uint64_t *)(void *)&sum[u];
-			for (size_t k = 0;
-			     k < offsetof(gw_up_metrics_t, conns_open) / 8; k++)
-				dst[k] += src[k];
-			sum[u].conns_open += m.conns_open;
-			sum[u].inflight += m.inflight;
-			down[u] += m.down;
-		}
-	}
+	up_row_t *rows = malloc(UP_ROWS * sizeof(*rows));
+	if (!rows)
+		return;
+	unsigned nu = collect_upstreams(a, rows);
 
 #define UP_COUNTER(name, help, field)                                          \
 	do {                                                                   \
 		gw_prom_family(p, name, GW_PROM_COUNTER, help);                \
 		for (unsigned u = 0; u < nu; u++)                              \
-			gw_prom_u64(p, L("upstream", c->upstream[u].url),      \
-				    sum[u].field);                             \
+			gw_prom_u64(p, L("upstream", rows[u].url),             \
+				    rows[u].sum.field);                        \
 	} while (0)
 #define UP_GAUGE(name, help, expr)                                             \
 	do {                                                                   \
 		gw_prom_family(p, name, GW_PROM_GAUGE, help);                  \
 		for (unsigned u = 0; u < nu; u++)                              \
-			gw_prom_u64(p, L("upstream", c->upstream[u].url),      \
+			gw_prom_u64(p, L("upstream", rows[u].url),             \
 				    (uint64_t)(expr));                         \
 	} while (0)
 
@@ -417,11 +448,11 @@ static void render_upstreams(gw_prom_t *p, gw_admin_t *a)
 		       "Matched answers from each upstream, by RCODE.");
 	for (unsigned u = 0; u < nu; u++)
 		for (unsigned r = 0; r < 16; r++)
-			if (sum[u].answers[r] || r == 0 || r == 2)
+			if (rows[u].sum.answers[r] || r == 0 || r == 2)
 				gw_prom_u64(p,
-					    L("upstream", c->upstream[u].url,
-					      "rcode", gw_wm_rcode_name(r)),
-					    sum[u].answers[r]);
+					    L("upstream", rows[u].url, "rcode",
+					      gw_wm_rcode_name(r)),
+					    rows[u].sum.answers[r]);
 	UP_COUNTER("dnsgw_upstream_timeouts_total", "Attempts that timed out.",
 		   timeouts);
 	UP_COUNTER("dnsgw_upstream_errors_total",
@@ -443,14 +474,14 @@ static void render_upstreams(gw_prom_t *p, gw_admin_t *a)
 	UP_COUNTER("dnsgw_upstream_probe_failures_total",
 		   "Active health probes that failed.", probes_failed);
 	UP_GAUGE("dnsgw_upstream_connections_open",
-		 "Pooled connections open now.", sum[u].conns_open);
+		 "Pooled connections open now.", rows[u].sum.conns_open);
 	UP_GAUGE("dnsgw_upstream_requests_in_flight",
-		 "Attempts waiting for an answer now.", sum[u].inflight);
+		 "Attempts waiting for an answer now.", rows[u].sum.inflight);
 	UP_GAUGE("dnsgw_upstream_healthy",
 		 "1 when at least one worker has the upstream up.",
-		 down[u] < a->n);
+		 rows[u].down < rows[u].in);
 	UP_GAUGE("dnsgw_upstream_down_workers",
-		 "Workers that have the upstream marked down.", down[u]);
+		 "Workers that have the upstream marked down.", rows[u].down);
 #undef UP_COUNTER
 #undef UP_GAUGE
 
@@ -461,9 +492,10 @@ static void render_upstreams(gw_prom_t *p, gw_admin_t *a)
 		       GW_PROM_HISTOGRAM,
 		       "Round-trip time of answered attempts, per upstream.");
 	for (unsigned u = 0; u < nu; u++)
-		gw_prom_histogram(p, L("upstream", c->upstream[u].url), bounds,
-				  sum[u].latency, GW_UP_LAT_BUCKETS - 1,
-				  (double)sum[u].latency_sum_us / 1e6);
+		gw_prom_histogram(p, L("upstream", rows[u].url), bounds,
+				  rows[u].sum.latency, GW_UP_LAT_BUCKETS - 1,
+				  (double)rows[u].sum.latency_sum_us / 1e6);
+	free(rows);
 }
 
 static void render_cache(gw_prom_t *p, gw_admin_t *a)

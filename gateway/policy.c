@@ -44,7 +44,45 @@ struct gw_policy {
 	uint32_t slip_count;
 	struct pending *pending;
 	unsigned n_pending;
+	uint32_t rates[5]; /* the settings the tables were made with */
 };
+
+/* The policy settings the rate tables are made from. */
+static void rate_settings(const gw_policy_conf_t *pc, uint32_t out[5])
+{
+	out[0] = pc->qps;
+	out[1] = pc->qps_burst;
+	out[2] = pc->conn_rate;
+	out[3] = pc->conn_burst;
+	out[4] = pc->ratelimit_clients;
+}
+
+/* Fresh (empty) tables for pc into *qps and *conns (NULL when off).
+ * 0 or GW_ENOMEM with nothing made. */
+static int make_tables(const gw_policy_conf_t *pc, uint64_t seed,
+		       gw_ratelimit_t **qps, gw_ratelimit_t **conns)
+{
+	*qps = *conns = NULL;
+	if (pc->qps) {
+		*qps = gw_ratelimit_new(pc->ratelimit_clients, pc->qps,
+					pc->qps_burst ? pc->qps_burst : pc->qps,
+					seed);
+		if (!*qps)
+			return GW_ENOMEM;
+	}
+	if (pc->conn_rate) {
+		*conns = gw_ratelimit_new(pc->ratelimit_clients, pc->conn_rate,
+					  pc->conn_burst ? pc->conn_burst
+							 : pc->conn_rate,
+					  seed * 31 + 7);
+		if (!*conns) {
+			gw_ratelimit_free(*qps);
+			*qps = NULL;
+			return GW_ENOMEM;
+		}
+	}
+	return 0;
+}
 
 gw_policy_t *gw_policy_new(gw_worker_t *w)
 {
@@ -56,25 +94,35 @@ gw_policy_t *gw_policy_new(gw_worker_t *w)
 	if (!p)
 		return NULL;
 	p->w = w;
-	if (pc->qps) {
-		p->qps = gw_ratelimit_new(
-		    pc->ratelimit_clients, pc->qps,
-		    pc->qps_burst ? pc->qps_burst : pc->qps, seed);
-		if (!p->qps)
-			goto fail;
+	if (make_tables(pc, seed, &p->qps, &p->conns) < 0) {
+		gw_policy_free(p);
+		return NULL;
 	}
-	if (pc->conn_rate) {
-		p->conns = gw_ratelimit_new(
-		    pc->ratelimit_clients, pc->conn_rate,
-		    pc->conn_burst ? pc->conn_burst : pc->conn_rate,
-		    seed * 31 + 7);
-		if (!p->conns)
-			goto fail;
-	}
+	rate_settings(pc, p->rates);
 	return p;
-fail:
-	gw_policy_free(p);
-	return NULL;
+}
+
+int gw_policy_reconf(gw_policy_t *p)
+{
+	const gw_policy_conf_t *pc = &p->w->conf->policy;
+	uint32_t now[5];
+	gw_ratelimit_t *qps, *conns;
+	uint64_t seed = (uint64_t)(uintptr_t)p ^
+			((uint64_t)(gw_clock_monotonic() * 1e9) << 1);
+
+	rate_settings(pc, now);
+	if (memcmp(now, p->rates, sizeof(now)) == 0)
+		return 0;
+	if (make_tables(pc, seed, &qps, &conns) < 0)
+		return GW_ENOMEM; /* the old tables stay */
+	/* Every client starts again with a full bucket: the state of the
+	 * old tables (other rates, other sizes) does not carry over. */
+	gw_ratelimit_free(p->qps);
+	gw_ratelimit_free(p->conns);
+	p->qps = qps;
+	p->conns = conns;
+	memcpy(p->rates, now, sizeof(now));
+	return 1;
 }
 
 static void pending_free(struct pending *c, bool close_fd)

@@ -33,6 +33,13 @@ typedef struct gw_query gw_query_t;
 
 /* For w (its loop and conf). NULL when out of memory. */
 gw_policy_t *gw_policy_new(gw_worker_t *w);
+/* After a configuration reload (w->conf swapped): when the rate settings
+ * (policy.qps, qps_burst, conn_rate, conn_burst, ratelimit_clients) differ
+ * from those p's tables were made with, makes new empty tables (the
+ * buckets' state is lost: every client starts with a full burst). 1 when
+ * rebuilt, 0 when nothing changed, GW_ENOMEM with the old tables kept.
+ * Worker's thread. */
+int gw_policy_reconf(gw_policy_t *p);
 /* Closes connections still waiting for a PROXY header, frees the tables.
  * Call before the loop is destroyed. NULL is a no-op. */
 void gw_policy_free(gw_policy_t *p);

@@ -239,7 +239,7 @@ void gw_query_start(gw_query_t *q, const uint8_t *msg, size_t len)
 void gw_query_cancel(gw_query_t *q)
 {
 	if (q->up_ctx)
-		gw_up_pool_cancel(q->worker->pool, q);
+		gw_up_pool_cancel(q->up_pool, q);
 	query_free(q);
 }
 

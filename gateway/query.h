@@ -61,8 +61,11 @@ struct gw_query {
 	bool cache_hit;       /* answered from the cache: for the query log */
 	bool ecs_added;       /* policy.ecs.add put a client subnet upstream */
 
-	/* upstream side (owned by upstream/): pending state, attempt count */
+	/* upstream side (owned by upstream/): pending state, attempt count,
+	 * and the pool it was sent to (after a reload it may no longer be
+	 * the worker's current one) */
 	void *up_ctx;
+	struct gw_up_pool *up_pool;
 	unsigned attempts;
 
 	/* list link for the front-end's per-connection list */

@@ -21,6 +21,7 @@
 #include "gateway/log.h"
 #include "gateway/sdnotify.h"
 #include "gateway/wmetrics.h"
+#include "upstream/upstream.h"
 
 static atomic_uint_fast64_t counts[GW_RELOAD_KINDS][2];
 
@@ -230,8 +231,7 @@ static bool endpoints_differ(const gw_endpoint_t *a, unsigned na,
 }
 
 /* The ACL part of the policy: read at every check (gateway/policy.c), so
- * a worker can switch to a configuration where it differs. Rate limits are
- * not in it (their tables are sized and primed at start-up). */
+ * a worker can switch to a configuration where it differs. */
 static void copy_acls(gw_policy_conf_t *dst, const gw_policy_conf_t *src)
 {
 	dst->acl = src->acl;
@@ -241,12 +241,90 @@ static void copy_acls(gw_policy_conf_t *dst, const gw_policy_conf_t *src)
 	dst->log_anonymize = src->log_anonymize;
 }
 
-static bool acls_differ(const gw_policy_conf_t *a, const gw_policy_conf_t *b)
+/* The rate part: each worker makes new tables from it (gw_policy_reconf). */
+static void copy_rates(gw_policy_conf_t *dst, const gw_policy_conf_t *src)
 {
-	static gw_policy_conf_t x; /* main thread only */
-	x = *a;
-	copy_acls(&x, b);
-	return memcmp(&x, a, sizeof(x)) != 0;
+	dst->qps = src->qps;
+	dst->qps_burst = src->qps_burst;
+	dst->conn_rate = src->conn_rate;
+	dst->conn_burst = src->conn_burst;
+	dst->ratelimit_clients = src->ratelimit_clients;
+}
+
+/* What a worker's upstream pool is made from. */
+static void copy_upstreams(gw_conf_t *dst, const gw_conf_t *src)
+{
+	memcpy(dst->upstream, src->upstream, sizeof(dst->upstream));
+	dst->n_upstream = src->n_upstream;
+	dst->up = src->up;
+}
+
+/* The parts of n that plan applies, copied into dst. */
+static void apply_parts(gw_conf_t *dst, const gw_conf_t *n, unsigned plan)
+{
+	if (plan & GW_RELOAD_ACL)
+		copy_acls(&dst->policy, &n->policy);
+	if (plan & GW_RELOAD_RATES)
+		copy_rates(&dst->policy, &n->policy);
+	if (plan & GW_RELOAD_UPSTREAM)
+		copy_upstreams(dst, n);
+}
+
+unsigned gw_reload_plan(const gw_conf_t *c, const gw_conf_t *n, char *restart,
+			size_t restartlen)
+{
+	static gw_conf_t tmp; /* main thread only (gw_conf_t is large) */
+	unsigned plan = 0;
+
+	restart[0] = '\0';
+	tmp = *c;
+	copy_acls(&tmp.policy, &n->policy);
+	if (memcmp(&tmp.policy, &c->policy, sizeof(tmp.policy)))
+		plan |= GW_RELOAD_ACL;
+	tmp = *c;
+	copy_rates(&tmp.policy, &n->policy);
+	if (memcmp(&tmp.policy, &c->policy, sizeof(tmp.policy)))
+		plan |= GW_RELOAD_RATES;
+	if (gw_worker_upstreams_differ(c, n))
+		plan |= GW_RELOAD_UPSTREAM;
+
+	/* Everything else needs a restart; name what changed, compared with
+	 * what c would be once the applied parts are in. */
+	tmp = *c;
+	apply_parts(&tmp, n, plan);
+	tmp.log_level = n->log_level;
+	tmp.limits = n->limits;
+	tmp.limits.max_conns = c->limits.max_conns;
+	tmp.limits.max_conns_per_client = c->limits.max_conns_per_client;
+	if (endpoints_differ(c->listen, c->n_listen, n->listen, n->n_listen))
+		add_name(restart, restartlen, "listen");
+	if (strcmp(c->cert_file, n->cert_file) ||
+	    strcmp(c->key_file, n->key_file))
+		add_name(restart, restartlen, "tls");
+	if (c->threads != n->threads)
+		add_name(restart, restartlen, "threads");
+	if (strcmp(c->user, n->user))
+		add_name(restart, restartlen, "user");
+	if (strcmp(c->admin, n->admin))
+		add_name(restart, restartlen, "admin");
+	if (c->log_format != n->log_format || c->query_log != n->query_log)
+		add_name(restart, restartlen, "log");
+	if (c->limits.max_conns != n->limits.max_conns ||
+	    c->limits.max_conns_per_client != n->limits.max_conns_per_client)
+		add_name(restart, restartlen, "limits.max_conns*");
+	if (memcmp(&c->doh, &n->doh, sizeof(c->doh)))
+		add_name(restart, restartlen, "doh");
+	if (memcmp(&c->doq, &n->doq, sizeof(c->doq)))
+		add_name(restart, restartlen, "doq");
+	if (memcmp(&c->cache, &n->cache, sizeof(c->cache)))
+		add_name(restart, restartlen, "cache");
+	/* PROXY lists, ECS and whatever else the policy gains later */
+	if (memcmp(&tmp.policy, &n->policy, sizeof(n->policy)))
+		add_name(restart, restartlen, "policy");
+	/* Catch-all for settings added later. */
+	if (!restart[0] && memcmp(&tmp, n, sizeof(*n)))
+		add_name(restart, restartlen, "other");
+	return plan;
 }
 
 /* What the workers read now: the start-up configuration or the latest
@@ -256,32 +334,105 @@ static gw_conf_t *live_conf(gw_reload_t *r)
 	return r->live ? r->live : r->conf;
 }
 
-/* A new generation with n's ACLs for the workers: they switch to it in
- * their own thread; every earlier one stays alive until exit (a worker may
- * not have switched yet, and reloads are rare). */
-static int new_generation(gw_reload_t *r, const gw_conf_t *n)
+/* Frees the generations no worker reads any more (each worker publishes
+ * the oldest one it still uses); live stays, it is what the next one is
+ * copied from. */
+static void free_old_generations(gw_reload_t *r)
 {
+	unsigned oldest = UINT_MAX, k = 0;
+	for (unsigned i = 0; i < r->n_workers; i++) {
+		unsigned o;
+		gw_worker_gen_done(&r->workers[i], NULL, &o);
+		if (o < oldest)
+			oldest = o;
+	}
+	for (unsigned i = 0; i < r->n_gens; i++) {
+		gw_conf_gen_t *g = r->gens[i];
+		if (g->seq < oldest && &g->conf != r->live)
+			free(g);
+		else
+			r->gens[k++] = g;
+	}
+	r->n_gens = k;
+}
+
+/* Checks new upstreams the way start-up does, before any worker sees them:
+ * a pool made on a loop of its own (protocols, TLS names or pins, the CA
+ * file, host names resolved through the bootstrap resolver), then freed.
+ * 0, or GW_ECONFIG with the reason in err. */
+static int check_upstreams(const gw_conf_t *n, char *err, size_t errlen)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
+	if (!loop) {
+		snprintf(err, errlen, "cannot create event loop");
+		return GW_ENOMEM;
+	}
+	gw_up_pool_t *p = gw_up_pool_new(loop, n, err, errlen);
+	gw_up_pool_free(p);
+	ev_loop_destroy(loop);
+	return p ? 0 : GW_ECONFIG;
+}
+
+/* Waits (bounded) until every worker has handled generation seq. 0, or
+ * GW_EAGAIN when one could not switch, GW_ETIMEDOUT when one has not
+ * answered yet (it will switch later). */
+static int wait_workers(gw_reload_t *r, unsigned seq)
+{
+	const gw_conf_t *c = live_conf(r);
+	/* a worker resolves the host names of new upstreams again
+	 * (blocking, A then AAAA, as at start-up); normally at once, since
+	 * this thread has just resolved them */
+	double wait = GW_RELOAD_WORKER_WAIT +
+		      2.0 * c->n_upstream * (c->up.timeout_ms / 1000.0);
+	double deadline = now_mono() + wait;
+	int rc = 0;
+
+	for (unsigned i = 0; i < r->n_workers; i++) {
+		unsigned failed;
+		while (gw_worker_gen_done(&r->workers[i], &failed, NULL) <
+		       seq) {
+			if (now_mono() > deadline)
+				return GW_ETIMEDOUT;
+			struct timespec ts = {0, 2 * 1000 * 1000};
+			nanosleep(&ts, NULL);
+		}
+		if (failed == seq)
+			rc = GW_EAGAIN;
+	}
+	return rc;
+}
+
+/* A new generation: the live configuration with the plan's parts of n, for
+ * every worker to switch to in its own thread. Becomes live even when a
+ * worker cannot switch (r->incomplete then: the next reload hands it out
+ * again). 0 or a negative code (GW_ENOSPC/GW_ENOMEM: nothing changed). */
+static int new_generation(gw_reload_t *r, const gw_conf_t *n, unsigned plan)
+{
+	free_old_generations(r);
 	if (r->n_gens == GW_RELOAD_MAX_GENERATIONS)
 		return GW_ENOSPC;
-	gw_conf_t *g = malloc(sizeof(*g));
+	gw_conf_gen_t *g = malloc(sizeof(*g));
 	if (!g)
 		return GW_ENOMEM;
-	*g = *live_conf(r);
-	copy_acls(&g->policy, &n->policy);
+	g->conf = *live_conf(r);
+	apply_parts(&g->conf, n, plan);
+	g->seq = ++r->seq;
 	r->gens[r->n_gens++] = g;
-	r->live = g;
+	r->live = &g->conf;
 	for (unsigned i = 0; i < r->n_workers; i++)
 		gw_worker_swap_conf(&r->workers[i], g);
-	return 0;
+	int e = wait_workers(r, g->seq);
+	r->incomplete = e < 0;
+	return e;
 }
 
 int gw_reload_config(gw_reload_t *r)
 {
-	gw_conf_t *n = calloc(2, sizeof(*n));
-	gw_conf_t *tmp = n ? n + 1 : NULL;
+	gw_conf_t *n = calloc(1, sizeof(*n));
 	gw_conf_t *c = live_conf(r);
 	gw_action_t action;
 	char err[1024] = "", applied[512] = "", restart[512] = "";
+	int rc = 0;
 
 	if (!n) {
 		count(GW_RELOAD_CONFIG, false);
@@ -298,25 +449,54 @@ int gw_reload_config(gw_reload_t *r)
 		free(n);
 		return GW_ECONFIG;
 	}
+	unsigned plan = gw_reload_plan(c, n, restart, sizeof(restart));
 
-	/* ACLs first: a new generation of the configuration (copied from
-	 * the live one) that every worker switches to. */
-	if (acls_differ(&c->policy, &n->policy)) {
-		int e = new_generation(r, n);
-		if (e < 0) {
+	/* New upstreams are checked before anything changes. */
+	if ((plan & GW_RELOAD_UPSTREAM) &&
+	    check_upstreams(n, err, sizeof(err)) < 0) {
+		count(GW_RELOAD_CONFIG, false);
+		gw_log(GW_LOG_ERROR, "reload",
+		       "configuration reload failed, nothing changed", "error",
+		       err, NULL);
+		free(n);
+		return GW_ECONFIG;
+	}
+
+	/* ACLs, upstreams, rates: a new generation of the configuration
+	 * (copied from the live one) that every worker switches to. A worker
+	 * that could not switch last time gets another go. */
+	if (plan || r->incomplete) {
+		int e = new_generation(r, n, plan);
+		if (e == GW_ENOSPC || e == GW_ENOMEM) {
 			count(GW_RELOAD_CONFIG, false);
 			gw_log(GW_LOG_ERROR, "reload",
 			       "configuration reload failed, nothing changed",
 			       "error",
-			       e == GW_ENOSPC ? "too many reloads of the ACLs: "
-						"restart"
+			       e == GW_ENOSPC ? "too many configurations in "
+						"use: restart"
 					      : "out of memory",
 			       NULL);
 			free(n);
 			return e;
 		}
+		if (e < 0) {
+			rc = e;
+			gw_log(GW_LOG_ERROR, "reload",
+			       e == GW_ETIMEDOUT
+				   ? "configuration reload incomplete: a "
+				     "worker has not switched yet"
+				   : "configuration reload incomplete: a "
+				     "worker keeps its previous upstreams or "
+				     "rate tables",
+			       NULL);
+		}
 		c = live_conf(r);
-		add_name(applied, sizeof(applied), "policy.acl");
+		if (plan & GW_RELOAD_ACL)
+			add_name(applied, sizeof(applied), "policy.acl");
+		if (plan & GW_RELOAD_UPSTREAM)
+			add_name(applied, sizeof(applied), "upstream");
+		if (plan & GW_RELOAD_RATES)
+			add_name(applied, sizeof(applied), "policy.rates");
 	}
 
 	/* Applied at once: the log level, and the limits workers read each
@@ -346,53 +526,16 @@ int gw_reload_config(gw_reload_t *r)
 	LIMIT(doh_idle_timeout_ms);
 #undef LIMIT
 
-	/* Everything else needs a restart; name what changed. */
-	if (endpoints_differ(c->listen, c->n_listen, n->listen, n->n_listen))
-		add_name(restart, sizeof(restart), "listen");
-	if (endpoints_differ(c->upstream, c->n_upstream, n->upstream,
-			     n->n_upstream) ||
-	    memcmp(&c->up, &n->up, sizeof(c->up)))
-		add_name(restart, sizeof(restart), "upstream");
-	if (strcmp(c->cert_file, n->cert_file) ||
-	    strcmp(c->key_file, n->key_file))
-		add_name(restart, sizeof(restart), "tls");
-	if (c->threads != n->threads)
-		add_name(restart, sizeof(restart), "threads");
-	if (strcmp(c->user, n->user))
-		add_name(restart, sizeof(restart), "user");
-	if (strcmp(c->admin, n->admin))
-		add_name(restart, sizeof(restart), "admin");
-	if (c->log_format != n->log_format || c->query_log != n->query_log)
-		add_name(restart, sizeof(restart), "log");
-	if (c->limits.max_conns != n->limits.max_conns ||
-	    c->limits.max_conns_per_client != n->limits.max_conns_per_client)
-		add_name(restart, sizeof(restart), "limits.max_conns*");
-	if (memcmp(&c->doh, &n->doh, sizeof(c->doh)))
-		add_name(restart, sizeof(restart), "doh");
-	if (memcmp(&c->doq, &n->doq, sizeof(c->doq)))
-		add_name(restart, sizeof(restart), "doq");
-	if (memcmp(&c->cache, &n->cache, sizeof(c->cache)))
-		add_name(restart, sizeof(restart), "cache");
-	if (memcmp(&c->policy, &n->policy, sizeof(c->policy)))
-		add_name(restart, sizeof(restart), "policy");
-	/* Catch-all for settings added later: compare the whole value with
-	 * what the live one would be if the named parts were all applied. */
-	if (!restart[0]) {
-		*tmp = *c;
-		tmp->log_level = n->log_level;
-		tmp->limits = n->limits;
-		if (memcmp(tmp, n, sizeof(*n)))
-			add_name(restart, sizeof(restart), "other");
-	}
-	count(GW_RELOAD_CONFIG, true);
-	gw_log(restart[0] ? GW_LOG_WARN : GW_LOG_INFO, "reload",
-	       restart[0]
+	count(GW_RELOAD_CONFIG, rc == 0);
+	gw_log(restart[0] || rc < 0 ? GW_LOG_WARN : GW_LOG_INFO, "reload",
+	       rc < 0 ? "configuration reloaded in part"
+	       : restart[0]
 		   ? "configuration reloaded; some changes need a restart"
 		   : "configuration reloaded",
 	       "applied", applied[0] ? applied : "none", "restart_needed",
 	       restart[0] ? restart : "none", NULL);
 	free(n);
-	return 0;
+	return rc;
 }
 
 /* Reads queued inotify events; true when one of them matters. */
@@ -425,6 +568,21 @@ static bool read_inotify(gw_reload_t *r)
 		}
 	}
 	return hit;
+}
+
+/* systemd's reload bracket, the same for every trigger: RELOADING=1 with
+ * the monotonic time (sd_notify(3); Type=notify-reload wants it) before,
+ * READY=1 once done. */
+static void sd_reloading(bool start)
+{
+	char st[64];
+	if (!start) {
+		gw_sd_notify("READY=1");
+		return;
+	}
+	snprintf(st, sizeof(st), "RELOADING=1\nMONOTONIC_USEC=%llu",
+		 (unsigned long long)(now_mono() * 1e6));
+	gw_sd_notify(st);
 }
 
 int gw_reload_run(gw_reload_t *r)
@@ -461,12 +619,7 @@ int gw_reload_run(gw_reload_t *r)
 					return (int)si.ssi_signo;
 				gw_log(GW_LOG_INFO, "reload", "SIGHUP received",
 				       NULL);
-				char st[64];
-				snprintf(
-				    st, sizeof(st),
-				    "RELOADING=1\nMONOTONIC_USEC=%llu",
-				    (unsigned long long)(now_mono() * 1e6));
-				gw_sd_notify(st);
+				sd_reloading(true);
 				gw_reload_config(r);
 				if (r->inofd >= 0 &&
 				    (r->rewatch || r->wd[0] < 0 ||
@@ -474,7 +627,7 @@ int gw_reload_run(gw_reload_t *r)
 					add_watches(
 					    r); /* the path may be back */
 				gw_reload_certs(r, "SIGHUP");
-				gw_sd_notify("READY=1");
+				sd_reloading(false);
 				due = 0; /* just reloaded what changed */
 			}
 		}
@@ -482,7 +635,9 @@ int gw_reload_run(gw_reload_t *r)
 			due = 0;
 			if (r->rewatch)
 				add_watches(r);
+			sd_reloading(true);
 			gw_reload_certs(r, "file change");
+			sd_reloading(false);
 		}
 	}
 }

@@ -21,6 +21,18 @@
 #include "transports/doq.h"
 #include "transports/stream.h"
 
+/* A pool replaced by a reload, kept until its last query has ended. */
+struct gw_retired_pool {
+	gw_up_pool_t *pool;
+	unsigned seq; /* the generation its configuration belongs to */
+	struct gw_retired_pool *next;
+};
+
+/* How often replaced pools are looked at (seconds). */
+#define RETIRE_TICK 0.1
+
+static void on_retire_tick(struct ev_loop *loop, ev_timer *t, int revents);
+
 double gw_clock_monotonic(void)
 {
 	struct timespec ts;
@@ -112,6 +124,10 @@ int gw_worker_init(gw_worker_t *w, unsigned id, const gw_conf_t *conf,
 	w->id = id;
 	w->conf = conf;
 	w->connlimit = cl;
+	pthread_mutex_init(&w->pool_lock, NULL);
+	ev_init(&w->retire_timer, on_retire_tick);
+	w->retire_timer.repeat = RETIRE_TICK;
+	w->retire_timer.data = w;
 	w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
 	if (!w->loop) {
 		snprintf(err, errlen, "cannot create event loop");
@@ -266,10 +282,18 @@ static void on_drain_tick(struct ev_loop *loop, ev_timer *t, int revents)
 	}
 }
 
+/* Queries waiting on upstreams, in the current pool and replaced ones. */
+static unsigned inflight_all(const gw_worker_t *w)
+{
+	unsigned n = w->pool ? gw_up_pool_inflight(w->pool) : 0;
+	for (const struct gw_retired_pool *r = w->retired; r; r = r->next)
+		n += gw_up_pool_inflight(r->pool);
+	return n;
+}
+
 void gw_worker_check_drained(gw_worker_t *w)
 {
-	if (w->draining && w->n_conns == 0 &&
-	    gw_up_pool_inflight(w->pool) == 0)
+	if (w->draining && w->n_conns == 0 && inflight_all(w) == 0)
 		ev_break(w->loop, EVBREAK_ALL);
 }
 
@@ -329,6 +353,112 @@ static void free_certs_array(gw_certs_t **set, unsigned n)
 	free(set);
 }
 
+bool gw_worker_upstreams_differ(const gw_conf_t *a, const gw_conf_t *b)
+{
+	if (a->n_upstream != b->n_upstream)
+		return true;
+	for (unsigned i = 0; i < a->n_upstream; i++)
+		if (a->upstream[i].proto != b->upstream[i].proto ||
+		    strcmp(a->upstream[i].url, b->upstream[i].url))
+			return true;
+	return memcmp(&a->up, &b->up, sizeof(a->up)) != 0;
+}
+
+/* Tells the main thread the oldest generation this worker still reads
+ * (release: whatever it read of older ones is done with). */
+static void publish_oldest(gw_worker_t *w)
+{
+	unsigned o = w->conf_seq < w->pool_seq ? w->conf_seq : w->pool_seq;
+	for (const struct gw_retired_pool *r = w->retired; r; r = r->next)
+		if (r->seq < o)
+			o = r->seq;
+	atomic_store_explicit(&w->gen_oldest, o, memory_order_release);
+}
+
+/* Frees the replaced pools whose last query has ended. Nothing else
+ * reaches them: the admin reads only w->pool, and a query's cancel goes
+ * to its own pool only while it is in flight there. */
+static void reap_retired(gw_worker_t *w)
+{
+	struct gw_retired_pool **pp = &w->retired;
+	while (*pp) {
+		struct gw_retired_pool *r = *pp;
+		if (gw_up_pool_inflight(r->pool) > 0) {
+			pp = &r->next;
+			continue;
+		}
+		*pp = r->next;
+		gw_up_pool_free(r->pool); /* closes its idle connections */
+		free(r);
+	}
+	if (!w->retired)
+		ev_timer_stop(w->loop, &w->retire_timer);
+	publish_oldest(w);
+}
+
+static void on_retire_tick(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	gw_worker_t *w = t->data;
+	reap_retired(w);
+	gw_worker_check_drained(w);
+}
+
+/* Switches to generation g (see gw_worker_swap_conf). */
+static void apply_gen(gw_worker_t *w, gw_conf_gen_t *g)
+{
+	const gw_conf_t *nc = &g->conf;
+	char id[16], seq[16], err[512] = "";
+
+	snprintf(id, sizeof(id), "%u", w->id);
+	snprintf(seq, sizeof(seq), "%u", g->seq);
+	if (gw_worker_upstreams_differ(gw_up_pool_conf(w->pool), nc)) {
+		gw_up_pool_t *np =
+		    gw_up_pool_new(w->loop, nc, err, sizeof(err));
+		struct gw_retired_pool *r = np ? malloc(sizeof(*r)) : NULL;
+		if (!r) {
+			if (np) {
+				gw_up_pool_free(np);
+				snprintf(err, sizeof(err), "out of memory");
+			}
+			/* the old configuration and pool stay, together */
+			gw_log(GW_LOG_ERROR, "reload",
+			       "worker keeps its upstreams: cannot make the "
+			       "new ones",
+			       "worker", id, "generation", seq, "error", err,
+			       NULL);
+			atomic_store(&w->gen_failed, g->seq);
+			atomic_store_explicit(&w->gen_done, g->seq,
+					      memory_order_release);
+			return;
+		}
+		gw_up_pool_inherit(np, w->pool);
+		gw_up_pool_retire(w->pool);
+		r->pool = w->pool;
+		r->seq = w->pool_seq;
+		r->next = w->retired;
+		w->retired = r;
+		/* the admin thread may be reading the pool */
+		pthread_mutex_lock(&w->pool_lock);
+		w->pool = np;
+		pthread_mutex_unlock(&w->pool_lock);
+		w->pool_seq = g->seq;
+		if (!ev_is_active(&w->retire_timer))
+			ev_timer_again(w->loop, &w->retire_timer);
+		gw_log(GW_LOG_DEBUG, "reload", "worker switched upstreams",
+		       "worker", id, "generation", seq, NULL);
+	}
+	w->conf = nc; /* everything reads it through w->conf */
+	w->conf_seq = g->seq;
+	if (w->policy && gw_policy_reconf(w->policy) < 0) {
+		gw_log(GW_LOG_ERROR, "reload",
+		       "worker keeps its rate tables: out of memory", "worker",
+		       id, "generation", seq, NULL);
+		atomic_store(&w->gen_failed, g->seq);
+	}
+	reap_retired(w); /* nothing in flight: the old pool goes at once */
+	atomic_store_explicit(&w->gen_done, g->seq, memory_order_release);
+}
+
 static void on_wakeup(struct ev_loop *loop, ev_async *a, int revents)
 {
 	gw_worker_t *w = a->data;
@@ -344,17 +474,40 @@ static void on_wakeup(struct ev_loop *loop, ev_async *a, int revents)
 		}
 		free_certs_array(next, w->n_listeners);
 	}
-	const gw_conf_t *nc = atomic_exchange(&w->conf_next, NULL);
-	if (nc)
-		w->conf = nc; /* everything reads it through w->conf */
+	gw_conf_gen_t *g = atomic_exchange(&w->gen_next, NULL);
+	if (g)
+		apply_gen(w, g);
 	if (atomic_load(&w->drain_requested))
 		start_drain(w);
 }
 
-void gw_worker_swap_conf(gw_worker_t *w, const gw_conf_t *conf)
+void gw_worker_swap_conf(gw_worker_t *w, gw_conf_gen_t *g)
 {
-	atomic_store(&w->conf_next, conf);
+	atomic_store(&w->gen_next, g);
 	ev_async_send(w->loop, &w->wakeup);
+}
+
+unsigned gw_worker_gen_done(gw_worker_t *w, unsigned *failed, unsigned *oldest)
+{
+	unsigned done =
+	    atomic_load_explicit(&w->gen_done, memory_order_acquire);
+	if (failed)
+		*failed = atomic_load(&w->gen_failed);
+	if (oldest)
+		*oldest =
+		    atomic_load_explicit(&w->gen_oldest, memory_order_acquire);
+	return done;
+}
+
+gw_up_pool_t *gw_worker_pool_hold(gw_worker_t *w)
+{
+	pthread_mutex_lock(&w->pool_lock);
+	return w->pool;
+}
+
+void gw_worker_pool_release(gw_worker_t *w)
+{
+	pthread_mutex_unlock(&w->pool_lock);
 }
 
 int gw_worker_swap_certs(gw_worker_t *w, gw_certs_t *const *certs)
@@ -417,8 +570,15 @@ void gw_worker_deinit(gw_worker_t *w)
 	free_certs_array(atomic_exchange(&w->certs_next, NULL),
 			 w->n_listeners);
 	gw_policy_free(w->policy);
+	while (w->retired) { /* their queries were cancelled by close_all */
+		struct gw_retired_pool *r = w->retired;
+		w->retired = r->next;
+		gw_up_pool_free(r->pool);
+		free(r);
+	}
 	if (w->pool)
 		gw_up_pool_free(w->pool);
+	pthread_mutex_destroy(&w->pool_lock);
 	gw_cache_free(w->cache);
 	if (w->loop)
 		ev_loop_destroy(w->loop);

@@ -25,6 +25,13 @@
 typedef struct gw_listener gw_listener_t;
 typedef struct gw_worker gw_worker_t;
 
+/* A configuration made by a reload (gateway/reload.c) for the workers to
+ * switch to; seq counts them (1, 2, ...; the start-up one is 0). */
+typedef struct gw_conf_gen {
+	gw_conf_t conf;
+	unsigned seq;
+} gw_conf_gen_t;
+
 /* A stream front-end's handler for one admitted connection: it owns fd and
  * the connection-limit slot of addr from then on (release both on failure).
  */
@@ -63,7 +70,13 @@ struct gw_worker {
 	struct ev_loop *loop;
 	pthread_t thread;
 	const gw_conf_t *conf;
+	/* the pool new queries go to; replaced on the worker's thread by a
+	 * reload that changes the upstreams, under pool_lock (which only that
+	 * swap and other threads' readers take: gw_worker_pool_hold) */
 	gw_up_pool_t *pool;
+	pthread_mutex_t pool_lock;
+	struct gw_retired_pool *retired; /* replaced, queries in flight */
+	ev_timer retire_timer;
 	/* this worker's response cache (gateway/cache.h), NULL when off;
 	 * per worker, so hits and the hit ratio are per worker too */
 	struct gw_cache *cache;
@@ -81,8 +94,14 @@ struct gw_worker {
 	 * over by the main thread (gw_worker_swap_certs); owned by whoever
 	 * takes it out with an atomic exchange */
 	_Atomic(gw_certs_t **) certs_next;
-	/* config reload: the configuration to read from now on (ACLs) */
-	_Atomic(const gw_conf_t *) conf_next;
+	/* config reload: the generation to switch to (gw_worker_swap_conf),
+	 * and what the worker reports back to the main thread: the last
+	 * generation handled, the last one it could not use (it kept its
+	 * configuration and pool), and the oldest one it still reads (w->conf
+	 * or a pool's), below which the main thread may free them */
+	_Atomic(gw_conf_gen_t *) gen_next;
+	unsigned conf_seq, pool_seq; /* worker's thread only */
+	atomic_uint gen_done, gen_failed, gen_oldest;
 	bool draining;
 	double drain_deadline;
 	ev_timer drain_timer;
@@ -138,13 +157,34 @@ void gw_worker_request_drain(gw_worker_t *w);
  */
 int gw_worker_swap_certs(gw_worker_t *w, gw_certs_t *const *certs);
 /*
- * From the main thread, once the worker runs: the worker reads conf
- * instead of its current configuration from its next loop iteration on
- * (in its own thread). conf must differ from the current one only in what
- * is read at each use (gateway/reload.c decides) and stay alive until the
- * worker has exited. Borrows conf.
+ * From the main thread, once the worker runs: the worker switches to g in
+ * its own thread at its next loop iteration. g must differ from the current
+ * configuration only in what is read at each use (ACLs, limits), in the
+ * upstreams (upstream list and upstream: settings) and in the rate limits
+ * (gateway/reload.c decides). When the upstreams differ from its pool's,
+ * the worker makes a new pool from g (blocking for host names, as at start)
+ * and sends new queries there; the old pool keeps its queries until they
+ * end, then is freed. When the rate settings differ, the rate tables are
+ * made again (gw_policy_reconf). If the new pool cannot be made, the worker
+ * keeps its configuration and pool and reports g as failed. A g not yet
+ * taken is replaced by a newer one. Borrows g: it must stay alive while
+ * gen_oldest <= g->seq. Progress: gw_worker_gen_done().
  */
-void gw_worker_swap_conf(gw_worker_t *w, const gw_conf_t *conf);
+void gw_worker_swap_conf(gw_worker_t *w, gw_conf_gen_t *g);
+/* True when a and b differ in the upstream list or the upstream: settings
+ * (what a worker's pool is made from). Pure. */
+bool gw_worker_upstreams_differ(const gw_conf_t *a, const gw_conf_t *b);
+/* Any thread: the last generation w handled; *failed (if not NULL) the
+ * last one it could not use; *oldest (if not NULL) the oldest it reads. */
+unsigned gw_worker_gen_done(gw_worker_t *w, unsigned *failed, unsigned *oldest);
+/*
+ * Any thread but w's (the admin's): w's current upstream pool (NULL before
+ * init), kept alive until gw_worker_pool_release(). Takes pool_lock: the
+ * worker's thread only waits for it while it swaps pools after a reload,
+ * never on the query path. Hold it briefly (copy what is needed).
+ */
+gw_up_pool_t *gw_worker_pool_hold(gw_worker_t *w);
+void gw_worker_pool_release(gw_worker_t *w);
 void gw_worker_join(gw_worker_t *w);
 void gw_worker_deinit(gw_worker_t *w);
 

@@ -547,6 +547,7 @@ static void fail_oom(gw_up_pool_t *p, gw_query_t *q)
 	p->oom[p->n_oom++] = q;
 	p->inflight++;
 	q->up_ctx = &p->oom_marker;
+	q->up_pool = p;
 	if (!ev_is_active(&p->oom_timer))
 		ev_timer_start(p->loop, &p->oom_timer);
 }
@@ -595,6 +596,7 @@ static void start_query(gw_up_pool_t *p, gw_query_t *q, int probe_up)
 	uq->pool = p;
 	uq->q = q;
 	uq->fd = -1;
+	q->up_pool = p; /* cancel must reach this pool, even once retired */
 	uq->up = -1;
 	uq->probe_up = probe_up;
 	uq->client_bucket = -1;
@@ -802,6 +804,33 @@ gw_up_pool_t *gw_up_pool_new(struct ev_loop *loop, const gw_conf_t *conf,
 		}
 	}
 	return p;
+}
+
+void gw_up_pool_retire(gw_up_pool_t *p)
+{
+	for (unsigned i = 0; i < p->conf->n_upstream; i++)
+		ev_timer_stop(p->loop, &p->probe_timer[i]);
+}
+
+void gw_up_pool_inherit(gw_up_pool_t *p, const gw_up_pool_t *old)
+{
+	for (unsigned i = 0; i < p->conf->n_upstream; i++)
+		for (unsigned j = 0; j < old->conf->n_upstream; j++) {
+			if (strcmp(p->conf->upstream[i].url,
+				   old->conf->upstream[j].url))
+				continue;
+			/* counters only: what is open or in flight stays
+			 * with the old pool, and health is judged anew */
+			gw_up_metrics_t *m = &p->m[i];
+			const gw_up_metrics_t *o = &old->m[j];
+			unsigned open = m->conns_open, fl = m->inflight;
+			bool down = m->down;
+			*m = *o;
+			m->conns_open = open;
+			m->inflight = fl;
+			m->down = down;
+			break;
+		}
 }
 
 void gw_up_pool_free(gw_up_pool_t *p)

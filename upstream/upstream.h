@@ -42,6 +42,23 @@ void gw_up_pool_cancel(gw_up_pool_t *p, gw_query_t *q);
 /* Number of queries waiting on upstreams (for drain and metrics). */
 unsigned gw_up_pool_inflight(const gw_up_pool_t *p);
 
+/* The configuration p was made from (its upstream list and settings). */
+const gw_conf_t *gw_up_pool_conf(const gw_up_pool_t *p);
+
+/* --- configuration reload (gateway/worker.c) ------------------------------ */
+
+/* p is replaced by a pool made from a new configuration: it takes no new
+ * query and stops its health probes; the queries it has finish here (answer,
+ * retry within its own list, or fail) and its owner frees it once
+ * gw_up_pool_inflight() is 0. Queries remember their pool (q->up_pool), so
+ * cancelling one reaches the right pool. */
+void gw_up_pool_retire(gw_up_pool_t *p);
+/* Carries the counters (not the gauges nor the health) of every upstream
+ * of old whose URL is also in p over to p, so /metrics counters of an
+ * upstream kept across a reload do not restart from zero. Call on the
+ * owning worker's thread before p takes queries. */
+void gw_up_pool_inherit(gw_up_pool_t *p, const gw_up_pool_t *old);
+
 /* --- metrics hooks -------------------------------------------------------- */
 
 /* Latency histogram: bucket k counts attempts answered within

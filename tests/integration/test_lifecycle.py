@@ -382,7 +382,7 @@ def test_cert_directory_replaced(s):
 @suite.case(timeout=60)
 def test_sighup_reloads_config(s):
     """SIGHUP parses the file again: log.level and limits apply, a changed
-    upstream list is reported as needing a restart; a file that no longer
+    thread count is reported as needing a restart; a file that no longer
     parses changes nothing and the gateway keeps serving."""
     r = responder(s)
     g = G.Gateway(s.binary, ['udp://127.0.0.1:%d' % r.port], dns=True,
@@ -393,9 +393,9 @@ def test_sighup_reloads_config(s):
     text = open(path).read()
     text = text.replace('level: "info"', 'level: "debug"')
     text = text.replace('idle_timeout_ms: 10000', 'idle_timeout_ms: 1000')
-    text = text.replace('udp://127.0.0.1:%d' % r.port,
-                        'udp://127.0.0.1:%d' % G.closed_port())
-    check('debug' in text and '1000' in text, 'config rewrite failed')
+    text = re.sub(r'threads: \d+', 'threads: 3', text)
+    check('debug' in text and '1000' in text and 'threads: 3' in text,
+          'config rewrite failed')
     with open(path + '.new', 'w') as f:
         f.write(text)
     os.rename(path + '.new', path)
@@ -406,8 +406,8 @@ def test_sighup_reloads_config(s):
         line = [l for l in g.lines if 'configuration reloaded' in l][-1]
     check(re.search(r'applied="?[^ ]*log\.level', line) and
           'limits.idle_timeout_ms' in line, 'not applied: ' + line)
-    check(re.search(r'restart_needed="?[^ ]*upstream', line),
-          'upstream change not reported: ' + line)
+    check(re.search(r'restart_needed="?[^ ]*threads', line),
+          'threads change not reported: ' + line)
     # the new idle timeout: a silent TCP connection is closed after ~1 s
     c = G.StreamClient(g.dns, tls=False, timeout=5)
     took = c.wait_closed(4)
@@ -417,7 +417,7 @@ def test_sighup_reloads_config(s):
     # debug level now: per-connection debug lines appear
     check(any('level=debug' in l for l in g.lines), 'no debug lines after '
           'log.level: debug')
-    # the upstream still is the responder (not applied): queries answered
+    # still serving through the responder
     m = G.udp_query(g.dns, W.build_query('cfg.%s.example.test' % tag(),
                                          qid=3))
     check(m.a_records() == ['192.0.2.1'], 'upstream changed without restart?')
@@ -446,6 +446,9 @@ def test_sighup_reloads_acl(s):
     m = G.udp_query(g.dns, W.build_query('acl0.%s.example.test' % t, qid=1))
     check(m.a_records() == ['192.0.2.1'], 'before: %r' % m)
     open_conn = G.StreamClient(g.dns, tls=False, timeout=3)
+    # answered, so accepted by a worker before the ACL changes
+    m = open_conn.query(W.build_query('acl00.%s.example.test' % t, qid=9), 3)
+    check(m.a_records() == ['192.0.2.1'], 'open connection before: %r' % m)
     path = g.config_path
     base = open(path).read()
 
@@ -484,6 +487,218 @@ def test_sighup_reloads_acl(s):
         check(m.a_records() == ['192.0.2.1'], 'after restoring: %r' % m)
     finally:
         open_conn.close()
+
+
+def rewrite_config(g, upstreams=None, **top):
+    """Writes g's configuration file again (atomically) with other
+    upstreams and/or other top-level sections; g.config keeps them."""
+    if upstreams is not None:
+        g.upstreams = list(upstreams)
+    for k, v in top.items():
+        if v is None:
+            g.config.pop(k, None)
+        else:
+            g.config[k] = v
+    path = g.config_path
+    g.command()  # writes config_path
+    os.rename(path, path + '.new')
+    os.rename(path + '.new', path)
+
+
+def sighup(g, needle='configuration reload'):
+    """SIGHUP, then the reload's log line (the last with needle)."""
+    n0 = log_count(g, needle)
+    g.proc.send_signal(signal.SIGHUP)
+    wait_log(g, needle, n0, timeout=15)
+    with g.lock:
+        return [l for l in g.lines if needle in l][-1]
+
+
+def metrics_text(admin):
+    """The /metrics body of the admin listener."""
+    with socket.create_connection(('127.0.0.1', admin), timeout=5) as c:
+        c.sendall(b'GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n')
+        data = b''
+        while True:
+            b = c.recv(65536)
+            if not b:
+                break
+            data += b
+    return data.decode(errors='replace')
+
+
+def reloads_metric(admin, result):
+    """dnsgw_reloads_total{result=...} from the admin listener."""
+    m = re.search(r'^dnsgw_reloads_total\{result="%s"\} (\d+)$' % result,
+                  metrics_text(admin), re.M)
+    check(m, 'no dnsgw_reloads_total{result="%s"} in /metrics' % result)
+    return int(m.group(1))
+
+
+def answers_from(port, name, n=12):
+    """A records of n UDP queries for name, each from a new socket (so
+    both workers get some); returns the set of answers seen."""
+    seen = set()
+    for i in range(n):
+        m = G.udp_query(port, W.build_query(name, qid=100 + i), timeout=3)
+        seen.add(tuple(m.a_records()) or m.rcode_name)
+    return seen
+
+
+@suite.case(timeout=120)
+def test_sighup_switches_upstreams(s):
+    """SIGHUP with another upstream list: new queries go to the new one in
+    every worker (responder A answers 192.0.2.1, unbound B 192.0.2.10), a
+    query in flight to slow A at the moment of the reload is still answered
+    by A; a bad upstream URL is refused with nothing changed and counted
+    in dnsgw_reloads_total{result="failure"}; twenty reloads in a row leave
+    no descriptor or connection behind."""
+    a = responder(s)
+    b = s.fixture('unbound', lambda: G.Unbound().start())
+    admin = G.free_port()
+    g = G.Gateway(s.binary, ['udp://127.0.0.1:%d' % a.port], dot=False,
+                  dns=True, threads=2,
+                  config={'log': {'level': 'info'}, 'admin':
+                          '127.0.0.1:%d' % admin,
+                          # cached answers would outlive the switch
+                          'cache': {'size_bytes': 0},
+                          'upstream': {'timeout_ms': 5000}})
+    g.start()
+    t = tag()
+    check(answers_from(g.dns, 'www.example.test') == {('192.0.2.1',)},
+          'before the reload: not answered by A')
+    base = g.snapshot()
+    ok0, bad0 = reloads_metric(admin, 'success'), reloads_metric(admin,
+                                                                  'failure')
+
+    # a slow query on its way to A while the upstreams change
+    slow = 'slow-2000.%s.example.test' % t
+    res = {}
+
+    def ask_slow():
+        try:
+            res['m'] = G.udp_query(g.dns, W.build_query(slow, qid=9),
+                                   timeout=8)
+        except Exception as e:  # noqa: BLE001 - reported below
+            res['e'] = e
+    th = threading.Thread(target=ask_slow, daemon=True)
+    th.start()
+    check(a.wait_records(slow, 1, timeout=5), 'slow query never reached A')
+    rewrite_config(g, ['udp://127.0.0.1:%d' % b.port])
+    line = sighup(g)
+    check(re.search(r'applied="?[^ ]*upstream', line) and
+          'restart_needed=none' in line, 'upstreams not applied: ' + line)
+    check(answers_from(g.dns, 'www.example.test') == {('192.0.2.10',)},
+          'after the reload: not (only) answered by B')
+    th.join(8)
+    check('m' in res, 'in-flight query lost over the reload: %r' % res)
+    check(res['m'].a_records() == ['192.0.2.1'],
+          'in-flight query not answered by A: %r' % res['m'])
+    check(reloads_metric(admin, 'success') == ok0 + 1, 'success not counted')
+    # the upstream metrics follow the list
+    text = metrics_text(admin)
+    label = 'dnsgw_upstream_requests_total{upstream="udp://127.0.0.1:%d"}'
+    check(label % b.port in text and label % a.port not in text,
+          'upstream labels after the reload', text[-3000:])
+
+    # a bad upstream: refused before any worker sees it
+    a_seen = len(a.records())
+    rewrite_config(g, ['tls://127.0.0.1:%d' % a.port])  # no name to verify
+    line = sighup(g, 'configuration reload failed')
+    check('nothing changed' in line, line)
+    check(reloads_metric(admin, 'failure') == bad0 + 1,
+          'failed reload not counted')
+    check(answers_from(g.dns, 'www.example.test') == {('192.0.2.10',)},
+          'after a refused reload: not answered by B')
+    rewrite_config(g, ['udp://127.0.0.1:%d' % b.port, 'not-a-url'])
+    line = sighup(g, 'configuration reload failed')
+    check(reloads_metric(admin, 'failure') == bad0 + 2,
+          'unparsable URL not counted as a failure')
+    check(answers_from(g.dns, 'www.example.test', 4) == {('192.0.2.10',)},
+          'after an unparsable URL: not answered by B')
+    # a host name the bootstrap resolver (B) does not know: checked as at
+    # start-up, refused
+    up = dict(g.config['upstream'])
+    up['bootstrap'] = '127.0.0.1:%d' % b.port
+    rewrite_config(g, ['tls://nosuch.example.test#nosuch.example.test'],
+                   upstream=up)
+    line = sighup(g, 'configuration reload failed')
+    check('cannot resolve' in line, 'unresolvable host: ' + line)
+    check(reloads_metric(admin, 'failure') == bad0 + 3,
+          'unresolvable host not counted as a failure')
+    rewrite_config(g, upstream={'timeout_ms': 5000})
+    check(answers_from(g.dns, 'www.example.test', 4) == {('192.0.2.10',)},
+          'after an unresolvable host: not answered by B')
+    check(len(a.records()) == a_seen, 'A asked after it was replaced')
+
+    # twenty reloads back and forth, queries in between, /metrics scraped
+    # all along (the admin thread reads the pools being swapped)
+    stop, scrapes = threading.Event(), []
+
+    def scraper():
+        while not stop.is_set():
+            scrapes.append('dnsgw_upstream_healthy' in metrics_text(admin))
+    sc = threading.Thread(target=scraper, daemon=True)
+    sc.start()
+    for i in range(20):
+        up, want = ((a.port, '192.0.2.1') if i % 2 == 0
+                    else (b.port, '192.0.2.10'))
+        rewrite_config(g, ['udp://127.0.0.1:%d' % up])
+        line = sighup(g)
+        check('configuration reloaded' in line and 'upstream' in line,
+              'reload %d: %s' % (i, line))
+        check(answers_from(g.dns, 'www.example.test', 4) == {(want,)},
+              'reload %d: not answered by the new upstream' % i)
+    stop.set()
+    sc.join(10)
+    check(scrapes and all(scrapes), 'scrapes during the reloads: %d, %d '
+          'without upstreams' % (len(scrapes), scrapes.count(False)))
+    check(reloads_metric(admin, 'success') == ok0 + 21,
+          'twenty reloads not all counted as successes')
+    rss0 = base['rss']
+    g.expect_baseline(base, what='after 21 upstream reloads')
+    rss1 = g.rss_kib()
+    print('# rss %d KiB before the reloads, %d KiB after' % (rss0, rss1))
+    if not G.sanitized(s.binary):
+        check(rss1 - rss0 < 16 * 1024, 'RSS grew by %d KiB over 21 reloads'
+              % (rss1 - rss0))
+
+
+@suite.case(timeout=60)
+def test_sighup_applies_rate_limits(s):
+    """Rate limits off: a burst on one TCP connection is answered in full;
+    SIGHUP with policy.ratelimit.qps 5: the same burst now gets REFUSED
+    past the first few (new, empty tables), the log names what applied."""
+    r = responder(s)
+    g = G.Gateway(s.binary, ['udp://127.0.0.1:%d' % r.port], dot=False,
+                  dns=True, config={'log': {'level': 'info'}})
+    g.start()
+    t = tag()
+
+    def burst(n=30):
+        c = G.StreamClient(g.dns, tls=False, timeout=5)
+        try:
+            for i in range(n):
+                c.send_msg(W.build_query('rl%d.%s.example.test' % (i, t),
+                                         qid=i + 1))
+            return [c.recv_msg(5).rcode_name for _ in range(n)]
+        finally:
+            c.close()
+    got = burst()
+    check(got.count('NOERROR') == 30, 'rate limit off: %r' % got)
+    rewrite_config(g, policy={'ratelimit': {'qps': 5}})
+    line = sighup(g)
+    check(re.search(r'applied="?[^ ]*policy\.rates', line) and
+          'restart_needed=none' in line, 'rates not applied: ' + line)
+    got = burst()
+    check(got.count('REFUSED') >= 20 and got.count('NOERROR') >= 1,
+          'qps 5 not applied: %r' % got)
+    # and off again
+    rewrite_config(g, policy=None)
+    line = sighup(g)
+    check('policy.rates' in line, line)
+    got = burst()
+    check(got.count('NOERROR') == 30, 'rate limit off again: %r' % got)
 
 
 @suite.case(timeout=60)
@@ -715,6 +930,30 @@ def test_sd_notify_ready_reloading_stopping(s):
     rc = g.proc.wait(10)
     g._reaped(rc)
     check(rc == 0, 'exit status %s' % rc)
+
+
+@suite.case(timeout=60)
+def test_sd_notify_on_certificate_change(s):
+    """NOTIFY_SOCKET: a certificate renewed on disk (no signal) is also
+    bracketed by RELOADING=1 (with MONOTONIC_USEC) and READY=1, the latter
+    after the new certificate is in use."""
+    ns = NotifySocket()
+    env = {k: v for k, v in os.environ.items() if not k.startswith('DNSGW_')}
+    env['NOTIFY_SOCKET'] = ns.path
+    g = reload_gw(s, 'gw_notify_inotify', env=env)
+    ns.wait('READY=1')
+    check(served_serial(g.dot) == 'aa', 'serial before')
+    n0 = log_count(g, 'certificate reloaded')
+    replace_like_certbot(g.certdir, g.pairs['bb'][0], g.pairs['bb'][1],
+                         g.cert_live, g.key_live)
+    ns.wait('RELOADING=1')
+    msg = ns.msgs[-1].split('\n')
+    check(any(l.startswith('MONOTONIC_USEC=') for l in msg),
+          'RELOADING=1 without MONOTONIC_USEC: %r' % ns.msgs[-1])
+    ns.wait('READY=1')
+    # READY=1 comes after the swap: the first new connection gets bb
+    check(served_serial(g.dot) == 'bb', 'serial right after READY=1')
+    wait_log(g, 'certificate reloaded', n0)
 
 
 @suite.case(timeout=30)

@@ -23,6 +23,7 @@
 #include "gateway/reload.h"
 #include "gateway/wmetrics.h"
 #include "gateway/worker.h"
+#include "upstream/upstream.h"
 
 static void test_reload_name_matters(void **state)
 {
@@ -314,6 +315,236 @@ static void test_reload_config_acl_generation(void **state)
 	unlink(path);
 }
 
+/* What a reload applies and what it names for a restart, per setting. */
+static void test_reload_plan(void **state)
+{
+	(void)state;
+	static gw_conf_t c, n;
+	char restart[512], err[256];
+
+	build_conf(&c, 5353, NULL);
+	n = c;
+	assert_int_equal(gw_reload_plan(&c, &n, restart, sizeof(restart)), 0);
+	assert_string_equal(restart, "");
+
+	/* the upstream list and every upstream: setting: applied */
+	assert_int_equal(gw_endpoint_parse("udp://127.0.0.1:10", true,
+					   &n.upstream[0], err, sizeof(err)),
+			 0);
+	assert_int_equal(gw_reload_plan(&c, &n, restart, sizeof(restart)),
+			 GW_RELOAD_UPSTREAM);
+	assert_string_equal(restart, "");
+	n = c;
+	n.up.timeout_ms = c.up.timeout_ms + 1;
+	assert_int_equal(gw_reload_plan(&c, &n, restart, sizeof(restart)),
+			 GW_RELOAD_UPSTREAM);
+	n = c;
+	n.n_upstream = 0;
+	assert_int_equal(gw_reload_plan(&c, &n, restart, sizeof(restart)),
+			 GW_RELOAD_UPSTREAM);
+
+	/* each rate setting: applied; slip goes with the ACLs (read at use) */
+	static const size_t rates[] = {
+	    offsetof(gw_policy_conf_t, qps),
+	    offsetof(gw_policy_conf_t, qps_burst),
+	    offsetof(gw_policy_conf_t, conn_rate),
+	    offsetof(gw_policy_conf_t, conn_burst),
+	    offsetof(gw_policy_conf_t, ratelimit_clients),
+	};
+	for (size_t i = 0; i < sizeof(rates) / sizeof(rates[0]); i++) {
+		n = c;
+		(*(uint32_t *)(void *)((char *)&n.policy + rates[i]))++;
+		assert_int_equal(
+		    gw_reload_plan(&c, &n, restart, sizeof(restart)),
+		    GW_RELOAD_RATES);
+		assert_string_equal(restart, "");
+	}
+	n = c;
+	n.policy.slip++;
+	n.policy.acl.n = 1;
+	assert_int_equal(gw_reload_plan(&c, &n, restart, sizeof(restart)),
+			 GW_RELOAD_ACL);
+	assert_string_equal(restart, "");
+
+	/* log level and limits: always applied, in neither list */
+	n = c;
+	n.log_level = GW_LOG_DEBUG;
+	n.limits.idle_timeout_ms++;
+	assert_int_equal(gw_reload_plan(&c, &n, restart, sizeof(restart)), 0);
+	assert_string_equal(restart, "");
+
+	/* what still needs a restart, next to what is applied */
+	n = c;
+	n.policy.qps = 5;
+	n.threads = c.threads + 1;
+	n.limits.max_conns++;
+	n.cache.size_bytes++;
+	n.policy.n_proxy_trusted = 1; /* the PROXY lists */
+	n.upstream[0].proto = GW_PROTO_TCP;
+	assert_int_equal(gw_reload_plan(&c, &n, restart, sizeof(restart)),
+			 GW_RELOAD_RATES | GW_RELOAD_UPSTREAM);
+	assert_string_equal(restart, "threads,limits.max_conns*,cache,policy");
+	n = c;
+	n.listen[0].proto = GW_PROTO_TCP;
+	strcpy(n.cert_file, "/x.pem");
+	n.doq.max_streams++;
+	strcpy(n.user, "nobody");
+	n.log_format = GW_LOG_JSON;
+	n.doh.n_trusted_proxies++;
+	gw_reload_plan(&c, &n, restart, sizeof(restart));
+	assert_string_equal(restart, "listen,tls,user,log,doh,doq");
+	/* a setting no name covers: "other" */
+	n = c;
+	n.admin_addrlen++;
+	assert_int_equal(gw_reload_plan(&c, &n, restart, sizeof(restart)), 0);
+	assert_string_equal(restart, "other");
+}
+
+/* A conf whose upstream list comes from the file (no --upstream flag). */
+static void build_conf_file(gw_conf_t *c, int port, const char *file,
+			    char **argv)
+{
+	char action_err[512];
+	static char listen[64];
+	snprintf(listen, sizeof(listen), "dot://127.0.0.1:%d", port);
+	char *v[] = {"dnsgw", "--listen", listen,	"--threads",
+		     "1",     "-c",	  (char *)file, NULL};
+	memcpy(argv, v, sizeof(v));
+	char *envp[] = {NULL};
+	gw_action_t action;
+	if (gw_conf_build(c, 7, argv, envp, "/nonexistent", &action, action_err,
+			  sizeof(action_err)) < 0)
+		fail_msg("%s", action_err);
+}
+
+/* Upstream and rate changes reach a running worker: a new pool made in
+ * the worker's thread (the old one freed once empty), rate tables made
+ * again; a bad upstream changes nothing and counts as a failure; many
+ * reloads in a row keep only the generations still read. */
+static void test_reload_config_upstream_and_rates(void **state)
+{
+	(void)state;
+	static gw_conf_t conf;
+	static gw_worker_t worker;
+	char path[] = "/tmp/gw-reload-XXXXXX", err[512];
+	char *argv[8];
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	close(fd);
+	write_file(path, "log: {level: error}\n"
+			 "upstream: {servers: [\"udp://127.0.0.1:9\"]}\n");
+	build_conf_file(&conf, free_port(), path, argv);
+	gw_log_setup(conf.log_level, 0);
+	gw_certs_global_init();
+	static const char *const alpn[] = {"dot", NULL};
+	gw_certs_t *certs[GW_CONF_MAX_LISTEN] = {0};
+	certs[0] = gw_certs_selfsigned(alpn, err, sizeof(err));
+	gw_connlimit_t *cl = gw_connlimit_new(10, 10);
+	assert_int_equal(
+	    gw_worker_init(&worker, 0, &conf, certs, cl, err, sizeof(err)), 0);
+	assert_int_equal(gw_worker_start(&worker), 0);
+	char *envp[] = {NULL};
+	gw_reload_t r = {.conf = &conf,
+			 .workers = &worker,
+			 .n_workers = 1,
+			 .argc = 7,
+			 .argv = argv,
+			 .envp = envp,
+			 .resolv_conf = "/nonexistent",
+			 .sigfd = -1,
+			 .inofd = -1};
+
+	gw_up_pool_t *p0 = gw_worker_pool_hold(&worker);
+	gw_worker_pool_release(&worker);
+	write_file(path, "log: {level: error}\n"
+			 "upstream: {servers: [\"udp://127.0.0.1:10\", "
+			 "\"tcp://127.0.0.1:11\"], timeout_ms: 700}\n"
+			 "policy: {ratelimit: {qps: 5}}\n");
+	uint64_t ok0 = gw_reload_count(GW_RELOAD_CONFIG, true);
+	assert_int_equal(gw_reload_config(&r), 0);
+	assert_int_equal(gw_reload_count(GW_RELOAD_CONFIG, true), ok0 + 1);
+	/* the worker has switched by the time the reload returns */
+	gw_up_pool_t *p1 = gw_worker_pool_hold(&worker);
+	const gw_conf_t *pc = gw_up_pool_conf(p1);
+	gw_worker_pool_release(&worker);
+	assert_ptr_not_equal(p1, p0);
+	assert_int_equal(pc->n_upstream, 2);
+	assert_string_equal(pc->upstream[1].url, "tcp://127.0.0.1:11");
+	assert_int_equal(pc->up.timeout_ms, 700);
+	assert_ptr_equal(worker.conf, r.live);
+	assert_int_equal(r.live->policy.qps, 5);
+	assert_int_equal(conf.n_upstream, 1); /* start-up one untouched */
+	unsigned failed, oldest;
+	assert_int_equal(gw_worker_gen_done(&worker, &failed, &oldest), 1);
+	assert_int_equal(failed, 0);
+	assert_int_equal(oldest, 1); /* nothing in flight: old pool freed */
+
+	/* a TLS upstream without a name to verify: refused, nothing changed */
+	write_file(path, "log: {level: error}\n"
+			 "upstream: {servers: [\"tls://127.0.0.1:853\"]}\n");
+	uint64_t bad0 = gw_reload_count(GW_RELOAD_CONFIG, false);
+	assert_int_equal(gw_reload_config(&r), GW_ECONFIG);
+	assert_int_equal(gw_reload_count(GW_RELOAD_CONFIG, false), bad0 + 1);
+	assert_ptr_equal(gw_worker_pool_hold(&worker), p1);
+	gw_worker_pool_release(&worker);
+	assert_int_equal(r.seq, 1);
+	/* a URL that does not parse: the same */
+	write_file(path, "log: {level: error}\n"
+			 "upstream: {servers: [\"udp://127.0.0.1:99999\"]}\n");
+	assert_int_equal(gw_reload_config(&r), GW_ECONFIG);
+	assert_int_equal(gw_reload_count(GW_RELOAD_CONFIG, false), bad0 + 2);
+	assert_int_equal(r.seq, 1);
+
+	/* twenty reloads back and forth: generations do not pile up */
+	for (int i = 0; i < 20; i++) {
+		write_file(path, i % 2 ? "log: {level: error}\n"
+					 "upstream: {servers: "
+					 "[\"udp://127.0.0.1:12\"]}\n"
+					 "policy: {ratelimit: {qps: 7}}\n"
+				       : "log: {level: error}\n"
+					 "upstream: {servers: "
+					 "[\"udp://127.0.0.1:13\"]}\n");
+		assert_int_equal(gw_reload_config(&r), 0);
+		assert_true(r.n_gens <= 2);
+	}
+	assert_int_equal(r.seq, 21);
+	pc = gw_up_pool_conf(gw_worker_pool_hold(&worker));
+	gw_worker_pool_release(&worker);
+	assert_string_equal(pc->upstream[0].url, "udp://127.0.0.1:12");
+	assert_int_equal(worker.conf->policy.qps, 7);
+
+	/* a worker that cannot make its new pool (here: a generation handed
+	 * over without the main thread's check) keeps its configuration and
+	 * pool, and reports the generation as failed */
+	static gw_conf_gen_t bad;
+	bad.conf = *worker.conf;
+	assert_int_equal(gw_endpoint_parse("tls://127.0.0.1:853", true,
+					   &bad.conf.upstream[0], err,
+					   sizeof(err)),
+			 0);
+	bad.seq = r.seq + 100;
+	const gw_conf_t *before = worker.conf;
+	gw_up_pool_t *pb = gw_worker_pool_hold(&worker);
+	gw_worker_pool_release(&worker);
+	gw_worker_swap_conf(&worker, &bad);
+	while (gw_worker_gen_done(&worker, &failed, NULL) < bad.seq)
+		usleep(1000);
+	assert_int_equal(failed, bad.seq);
+	assert_ptr_equal(worker.conf, before);
+	assert_ptr_equal(gw_worker_pool_hold(&worker), pb);
+	gw_worker_pool_release(&worker);
+
+	gw_worker_request_drain(&worker);
+	gw_worker_join(&worker);
+	gw_worker_deinit(&worker);
+	gw_reload_deinit(&r);
+	assert_int_equal(r.n_gens, 0);
+	gw_certs_unref(certs[0]);
+	gw_connlimit_free(cl);
+	gw_certs_thread_cleanup();
+	unlink(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -321,6 +552,8 @@ int main(void)
 	    cmocka_unit_test(test_reload_certs_validated_then_swapped),
 	    cmocka_unit_test(test_reload_config_applies_safe_parts),
 	    cmocka_unit_test(test_reload_config_acl_generation),
+	    cmocka_unit_test(test_reload_plan),
+	    cmocka_unit_test(test_reload_config_upstream_and_rates),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -656,6 +656,59 @@ static void assert_answered(fixture_t *f)
 	assert_int_equal(gw_dns_get16(f->q.wire), 0);
 }
 
+/* A reload replaces the pool: the old one, retired, still finishes the
+ * query it has (the answer arrives there), counters of an upstream kept
+ * carry over to the new pool, and a query cancels in the pool it was sent
+ * to (q->up_pool), not in the newest one. */
+static void test_upstream_io_retired_pool_finishes(void **state)
+{
+	fixture_t f;
+	srv_t s;
+	char err[128];
+	gw_up_metrics_t m;
+
+	(void)state;
+	fx_init(&f, 5000, 3);
+	srv_start(f.loop, &s, SRV_ANSWER);
+	add_upstream(f.conf, GW_PROTO_UDP, &s.addr);
+	fx_pool(&f);
+	fx_send(&f, &f.q);
+	assert_ptr_equal(f.q.up_pool, f.pool);
+
+	gw_conf_t *c2 = new_conf(5000, 3);
+	add_upstream(c2, GW_PROTO_UDP, &s.addr);
+	add_upstream(c2, GW_PROTO_TCP, &s.addr);
+	gw_up_pool_t *p2 = gw_up_pool_new(f.loop, c2, err, sizeof(err));
+	assert_non_null(p2);
+	gw_up_pool_set_result_ops(p2, &test_ops);
+	gw_up_pool_inherit(p2, f.pool);
+	assert_int_equal(gw_up_pool_metrics(p2, 0, &m), 0);
+	assert_int_equal(m.queries, 1);	 /* same URL: carried over */
+	assert_int_equal(m.inflight, 0); /* that one stays with the old */
+	assert_int_equal(gw_up_pool_metrics(p2, 1, &m), 0);
+	assert_int_equal(m.queries, 0);
+	gw_up_pool_retire(f.pool);
+
+	/* a second query goes to the new pool and is cancelled there */
+	gw_query_t q2 = f.q;
+	q2.up_ctx = NULL;
+	q2.up_pool = NULL;
+	ev_now_update(f.loop);
+	gw_up_pool_send(p2, &q2);
+	assert_ptr_equal(q2.up_pool, p2);
+	assert_int_equal(gw_up_pool_inflight(p2), 1);
+	gw_up_pool_cancel(q2.up_pool, &q2);
+	assert_int_equal(gw_up_pool_inflight(p2), 0);
+	assert_int_equal(gw_up_pool_inflight(f.pool), 1);
+
+	fx_run(&f); /* the first one is answered through the old pool */
+	assert_answered(&f);
+	gw_up_pool_free(p2);
+	free(c2);
+	srv_stop(f.loop, &s);
+	fx_deinit(&f);
+}
+
 static void test_upstream_io_udp_answer(void **state)
 {
 	fixture_t f;
@@ -1871,6 +1924,7 @@ int main(void)
 		cmocka_unit_test(test_upstream_ids_full_table),
 		cmocka_unit_test(test_upstream_match_rules),
 		cmocka_unit_test(test_upstream_io_udp_answer),
+		cmocka_unit_test(test_upstream_io_retired_pool_finishes),
 		cmocka_unit_test(test_upstream_io_udp_wrong_id_then_right),
 		cmocka_unit_test(test_upstream_io_timeout_next_upstream),
 		cmocka_unit_test(test_upstream_io_refused_next_upstream),
