@@ -1924,20 +1924,8 @@ static int apply_policy(struct file_ctx *f, gw_conf_t *c,
 					false, pc->proxy_listen,
 					&pc->n_proxy_listen)) < 0)
 			return r;
-		for (unsigned i = 0; i < pc->n_proxy_listen; i++) {
-			gw_proto_t pr = pc->proxy_listen[i].proto;
-			if (pr == GW_PROTO_UDP || pr == GW_PROTO_DOQ) {
-				snprintf(path, sizeof(path),
-					 "policy.proxy_protocol.listeners[%u]",
-					 i);
-				ferr_path(f, path, false,
-					  "'%s': PROXY protocol is supported "
-					  "on stream listeners only (tcp, dot, "
-					  "doh, h2c)",
-					  SHOW(b1, pc->proxy_listen[i].url));
-				return GW_ECONFIG;
-			}
-		}
+		/* every transport: udp and doq take the header per datagram
+		 * (gateway/policy.h) */
 		n = pp->trusted ? pp->trusted_count : 0;
 		for (unsigned i = 0; i < n; i++) {
 			snprintf(path, sizeof(path),

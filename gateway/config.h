@@ -135,8 +135,9 @@ typedef struct gw_policy_conf {
 	uint32_t ecs_ipv4_prefix; /* 24 */
 	uint32_t ecs_ipv6_prefix; /* 56 */
 	bool log_anonymize;       /* false: log.anonymize */
-	/* PROXY protocol v2 (transports/proxy2.h) on these stream listeners,
-	 * required from the trusted peers, not accepted from others */
+	/* PROXY protocol v2 (transports/proxy2.h) on these listeners (before
+	 * the stream, or before every datagram on udp and doq), required from
+	 * the trusted peers, not accepted from others */
 	gw_endpoint_t proxy_listen[GW_CONF_MAX_PROXY_LISTENERS];
 	unsigned n_proxy_listen;
 	gw_cidr_t proxy_trusted[GW_CONF_MAX_CIDR];

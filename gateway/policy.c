@@ -403,6 +403,41 @@ bool gw_policy_accept(gw_listener_t *l, int fd,
 	return true;
 }
 
+bool gw_policy_proxy_listener(const gw_conf_t *c, const gw_endpoint_t *ep)
+{
+	return is_proxy_listener(c, ep);
+}
+
+int gw_policy_proxy_dgram(gw_listener_t *l, const uint8_t *buf, size_t len,
+			  const struct sockaddr_storage *peer,
+			  struct sockaddr_storage *client, socklen_t *clientlen)
+{
+	const gw_conf_t *conf = l->worker->conf;
+	gw_proxy2_t h;
+
+	*client = *peer;
+	*clientlen = peer->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+						 : sizeof(struct sockaddr_in);
+	/* As on streams: others are plain clients, their header unbelieved */
+	if (!gw_cidr_match_list(conf->policy.proxy_trusted,
+				conf->policy.n_proxy_trusted,
+				(const struct sockaddr *)peer))
+		return 0;
+	int n = gw_proxy2_strip_dgram(buf, len, &h);
+	if (n < 0) {
+		/* a trusted proxy always sends one: without it we would take
+		 * the proxy for the client (and answer it as one) */
+		log_refusal(l, GW_WM_REFUSE_PROXY, "bad PROXY header",
+			    (const struct sockaddr *)peer);
+		return n;
+	}
+	if (h.has_addr) {
+		memcpy(client, &h.src, h.addrlen);
+		*clientlen = h.addrlen;
+	}
+	return n;
+}
+
 /* ------------------------------------------------------------ queries */
 
 int gw_policy_query(gw_worker_t *w, const gw_query_t *q)

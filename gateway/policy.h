@@ -1,7 +1,8 @@
 /*
  * policy.h - who may talk to the gateway and how much (docs/policy.md):
- * ACLs, per-client rate limits, the PROXY v2 preamble on stream listeners,
- * and the optional query log. The glue around the sans-I/O cores
+ * ACLs, per-client rate limits, the PROXY v2 preamble (on stream
+ * listeners before the first byte, on datagram listeners before every
+ * datagram), and the optional query log. The glue around the sans-I/O cores
  * gateway/acl.h, gateway/ratelimit.h and transports/proxy2.h.
  *
  * Where each check runs, the same for every transport:
@@ -61,6 +62,29 @@ const gw_acl_t *gw_policy_acl(const gw_conf_t *c, const gw_endpoint_t *ep);
  */
 bool gw_policy_accept(gw_listener_t *l, int fd,
 		      const struct sockaddr_storage *addr, socklen_t alen);
+
+/*
+ * PROXY v2 on datagram listeners (udp, doq): the header prefixes every
+ * datagram of a trusted proxy (as dnsdist and HAProxy send it).
+ *
+ * gw_policy_proxy_listener(): ep is in policy.proxy_protocol.listeners.
+ * The list only changes with a restart, so front-ends ask once at start and
+ * keep a flag: a listener without PROXY pays nothing per datagram.
+ *
+ * gw_policy_proxy_dgram(): for one datagram of len bytes from peer on such
+ * a listener, sets *client (and *clientlen) to the address the checks and
+ * logs apply to. From a trusted peer the datagram must start with a header:
+ * returns the header's length (the payload follows it) and *client is the
+ * client it names (the peer itself for LOCAL, AF_UNSPEC, AF_UNIX). Without
+ * a valid header returns GW_EMALFORMED, counted and logged at debug: drop
+ * the datagram. From any other peer returns 0 with *client = *peer: a plain
+ * datagram, whatever header it carries is not believed (as on streams).
+ * Answers go back to peer (the proxy), without a header.
+ */
+bool gw_policy_proxy_listener(const gw_conf_t *c, const gw_endpoint_t *ep);
+int gw_policy_proxy_dgram(gw_listener_t *l, const uint8_t *buf, size_t len,
+			  const struct sockaddr_storage *peer,
+			  struct sockaddr_storage *client, socklen_t *clientlen);
 
 /* A datagram listener's ACL check for one datagram. */
 bool gw_policy_admit_dgram(gw_listener_t *l, const struct sockaddr *addr);

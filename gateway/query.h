@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "config.h"
@@ -45,6 +46,13 @@ struct gw_query {
 	uint32_t client_tag; /* front-end's own use (e.g. stream id) */
 	gw_proto_t transport;
 	struct sockaddr_storage client_addr;
+	/* udp behind a PROXY v2 header (transports/do53.c): the proxy, where
+	 * the answer goes; sa_family 0 otherwise (answer client_addr) */
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in in;
+		struct sockaddr_in6 in6;
+	} reply_to;
 
 	/* the client's query, parsed */
 	gw_dns_msg_t msg;

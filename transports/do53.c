@@ -15,21 +15,26 @@
 static void udp_on_answer(gw_query_t *q, const uint8_t *msg, size_t len)
 {
 	gw_listener_t *l = q->client;
-	socklen_t alen = q->client_addr.ss_family == AF_INET6
+	/* Behind a PROXY header the answer goes back through the proxy, bare
+	 * (as dnsdist answers its proxies): the proxy knows its client. */
+	const struct sockaddr *to =
+		q->reply_to.sa.sa_family ? &q->reply_to.sa
+					 : (const struct sockaddr *)&q->client_addr;
+	socklen_t alen = to->sa_family == AF_INET6
 				 ? sizeof(struct sockaddr_in6)
 				 : sizeof(struct sockaddr_in);
 	/* A full socket buffer drops the answer, as a lost datagram would. */
-	if (sendto(l->fd, msg, len, MSG_DONTWAIT,
-		   (const struct sockaddr *)&q->client_addr, alen) < 0)
+	if (sendto(l->fd, msg, len, MSG_DONTWAIT, to, alen) < 0)
 		gw_log(GW_LOG_DEBUG, "udp", "send failed", "error",
 		       strerror(errno), NULL);
 }
 
 static const gw_query_client_ops_t udp_ops = {.on_answer = udp_on_answer};
 
-static void on_readable(struct ev_loop *loop, ev_io *io, int revents)
+/* proxy: l is in policy.proxy_protocol.listeners (a constant in each
+ * caller, so the listeners without it test nothing more per datagram). */
+static inline void read_batch(gw_listener_t *l, bool proxy)
 {
-	gw_listener_t *l = io->data;
 	static __thread uint8_t bufs[BATCH][DGRAM_MAX];
 	struct mmsghdr msgs[BATCH];
 	struct iovec iov[BATCH];
@@ -46,30 +51,68 @@ static void on_readable(struct ev_loop *loop, ev_io *io, int revents)
 	}
 	int n = recvmmsg(l->fd, msgs, BATCH, MSG_DONTWAIT, NULL);
 	for (int i = 0; i < n; i++) {
+		const uint8_t *msg = bufs[i];
 		size_t len = msgs[i].msg_len;
-		/* Too short for a header, or cut by the buffer: not a query we
-		 * can answer; silence is the only safe reply over UDP. */
-		if (len < GW_DNS_HEADER_LEN ||
-		    (msgs[i].msg_hdr.msg_flags & MSG_TRUNC))
+		struct sockaddr_storage named, *client = &from[i];
+		socklen_t clen = msgs[i].msg_hdr.msg_namelen;
+		int hl = 0;
+
+		/* Cut by the buffer, or (below) too short for a DNS header:
+		 * not a query we can answer; silence is the only safe reply
+		 * over UDP. */
+		if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC)
 			continue;
-		if (bufs[i][2] & 0x80) /* QR=1: never answer an answer */
+		if (proxy) {
+			/* a trusted proxy's datagram: header, then the query
+			 * of the client it names (docs/policy.md) */
+			hl = gw_policy_proxy_dgram(l, msg, len, &from[i],
+						   &named, &clen);
+			if (hl < 0)
+				continue;
+			if (hl > 0) {
+				msg += hl;
+				len -= (size_t)hl;
+				client = &named;
+			}
+		}
+		if (len < GW_DNS_HEADER_LEN)
+			continue;
+		if (msg[2] & 0x80) /* QR=1: never answer an answer */
 			continue;
 		/* ACL: a denied datagram is dropped, as a refused stream
 		 * connection is closed (docs/policy.md) */
-		if (!gw_policy_admit_dgram(l, (struct sockaddr *)&from[i]))
+		if (!gw_policy_admit_dgram(l, (struct sockaddr *)client))
 			continue;
-		gw_query_t *q = gw_query_new(
-			l->worker, GW_PROTO_UDP, &udp_ops, l,
-			(struct sockaddr *)&from[i], msgs[i].msg_hdr.msg_namelen);
+		gw_query_t *q = gw_query_new(l->worker, GW_PROTO_UDP, &udp_ops,
+					     l, (struct sockaddr *)client, clen);
 		if (!q)
 			continue;
-		gw_query_start(q, bufs[i], len);
+		if (hl > 0) /* the proxy: an inet peer, as every UDP peer */
+			memcpy(&q->reply_to, &from[i],
+			       from[i].ss_family == AF_INET6
+				       ? sizeof(struct sockaddr_in6)
+				       : sizeof(struct sockaddr_in));
+		gw_query_start(q, msg, len);
 	}
+}
+
+static void on_readable(struct ev_loop *loop, ev_io *io, int revents)
+{
+	read_batch(io->data, false);
+}
+
+static void on_readable_proxy(struct ev_loop *loop, ev_io *io, int revents)
+{
+	read_batch(io->data, true);
 }
 
 static int udp_listener_start(gw_listener_t *l)
 {
-	ev_io_init(&l->io, on_readable, l->fd, EV_READ);
+	/* policy.proxy_protocol needs a restart to change: decided once */
+	bool proxy = gw_policy_proxy_listener(l->worker->conf, l->ep);
+
+	ev_io_init(&l->io, proxy ? on_readable_proxy : on_readable, l->fd,
+		   EV_READ);
 	l->io.data = l;
 	ev_io_start(l->worker->loop, &l->io);
 	return 0;

@@ -3,7 +3,8 @@
  * table, QUIC server duties and the glue between ngtcp2 streams and the
  * query pipeline. See doq.h for ownership and docs/doq.md for the choices.
  *
- * Receiving:  recvmmsg batch -> per datagram: version check, connection
+ * Receiving:  recvmmsg batch -> per datagram: PROXY v2 header stripped on
+ *             a PROXY listener (docs/policy.md), version check, connection
  *             lookup by DCID, or a new connection (size check, caps, Retry)
  *             -> ngtcp2_conn_read_pkt() -> stream callbacks -> doq_stream rx
  *             -> gw_query_start()
@@ -93,6 +94,8 @@ typedef struct doq_sock {
 	struct sockaddr_storage local;
 	socklen_t locallen;
 	bool gso; /* UDP_SEGMENT works on this socket */
+	bool proxy; /* policy.proxy_protocol lists it: datagrams of trusted
+		     * peers carry a PROXY v2 header (decided at start) */
 } doq_sock_t;
 
 struct doq_conn {
@@ -104,6 +107,13 @@ struct doq_conn {
 	ngtcp2_crypto_conn_ref conn_ref;
 	struct sockaddr_storage remote;
 	socklen_t remotelen;
+	/* the client the policy judged at the first Initial and holds the
+	 * connlimit slot of: remote then, or the client a trusted proxy's
+	 * PROXY v2 header named (proxied: remote stays the proxy, where
+	 * packets go back; this is the client of the queries) */
+	struct sockaddr_storage client;
+	socklen_t clientlen;
+	bool proxied;
 	cid_ent_t cids[MAX_CIDS];
 	ev_timer timer;
 	doq_stream_t *streams;
@@ -553,9 +563,10 @@ static int cb_recv_stream_data(ngtcp2_conn *conn, uint32_t flags,
 	}
 	size_t len;
 	const uint8_t *msg = gw_doq_rx_msg(&st->rx, &len);
-	gw_query_t *q = gw_query_new(c->srv->w, GW_PROTO_DOQ, &doq_ops, st,
-				     (struct sockaddr *)&c->remote,
-				     c->remotelen);
+	gw_query_t *q = gw_query_new(
+		c->srv->w, GW_PROTO_DOQ, &doq_ops, st,
+		(struct sockaddr *)(c->proxied ? &c->client : &c->remote),
+		c->proxied ? c->clientlen : c->remotelen);
 	if (!q) {
 		ngtcp2_conn_shutdown_stream(conn, 0, stream_id,
 					    GW_DOQ_INTERNAL_ERROR);
@@ -683,9 +694,9 @@ static void conn_free(doq_conn_t *c)
 		wolfSSL_free(c->ssl);
 	gw_certs_unref(c->certs);
 	free(c->close_pkt);
-	if (c->slot)
+	if (c->slot) /* the address the slot was taken for */
 		gw_connlimit_release(w->connlimit,
-				     (struct sockaddr *)&c->remote);
+				     (struct sockaddr *)&c->client);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -716,7 +727,7 @@ static void conn_release_slot(doq_conn_t *c)
 	if (!c->slot)
 		return;
 	gw_connlimit_release(c->srv->w->connlimit,
-			     (struct sockaddr *)&c->remote);
+			     (struct sockaddr *)&c->client);
 	c->slot = false;
 }
 
@@ -1026,6 +1037,7 @@ static void on_conn_timer(struct ev_loop *loop, ev_timer *t, int revents)
 
 static int conn_new(doq_sock_t *k, const ngtcp2_pkt_hd *hd,
 		    const struct sockaddr_storage *remote, socklen_t remotelen,
+		    const struct sockaddr_storage *client, socklen_t clientlen,
 		    const ngtcp2_cid *ocid, bool validated, bool slot,
 		    doq_conn_t **out)
 {
@@ -1039,6 +1051,9 @@ static int conn_new(doq_sock_t *k, const ngtcp2_pkt_hd *hd,
 	c->sock = k;
 	memcpy(&c->remote, remote, remotelen);
 	c->remotelen = remotelen;
+	memcpy(&c->client, client, clientlen);
+	c->clientlen = clientlen;
+	c->proxied = client != remote;
 	c->slot = slot;
 	c->over_cap = !slot;
 	c->t_start = gw_worker_now(w);
@@ -1260,8 +1275,12 @@ static void send_version_negotiation(doq_sock_t *k,
 	}
 }
 
+/* The token is bound to client (the address the policy judges: behind a
+ * proxy, the one its header names, so that a token fetched for one client
+ * does not admit others through the same proxy); the Retry goes to remote. */
 static void send_retry(doq_sock_t *k, const ngtcp2_pkt_hd *hd,
-		       const struct sockaddr_storage *remote, socklen_t rlen)
+		       const struct sockaddr_storage *remote, socklen_t rlen,
+		       const struct sockaddr_storage *client, socklen_t clen)
 {
 	uint8_t token[NGTCP2_CRYPTO_MAX_RETRY_TOKENLEN2];
 	uint8_t buf[TX_PKT_MAX];
@@ -1271,7 +1290,7 @@ static void send_retry(doq_sock_t *k, const ngtcp2_pkt_hd *hd,
 	fast_random(scid.data, SCID_LEN);
 	ngtcp2_ssize tl = ngtcp2_crypto_generate_retry_token2(
 		token, g_secret, sizeof(g_secret), hd->version,
-		(const ngtcp2_sockaddr *)remote, rlen, &scid, &hd->dcid,
+		(const ngtcp2_sockaddr *)client, clen, &scid, &hd->dcid,
 		ts_now(k->srv->w));
 	if (tl < 0)
 		return;
@@ -1300,8 +1319,11 @@ static void send_refusal(doq_sock_t *k, const ngtcp2_pkt_hd *hd,
 		send_one(k, remote, rlen, buf, (size_t)n);
 }
 
+/* remote: the socket peer (packets go back there); client: the address
+ * the policy judges (remote, or the client a trusted proxy names). */
 static void handle_new(doq_sock_t *k, const uint8_t *data, size_t len,
-		       const struct sockaddr_storage *remote, socklen_t rlen)
+		       const struct sockaddr_storage *remote, socklen_t rlen,
+		       const struct sockaddr_storage *client, socklen_t clen)
 {
 	doq_srv_t *s = k->srv;
 	gw_worker_t *w = s->w;
@@ -1323,7 +1345,7 @@ static void handle_new(doq_sock_t *k, const uint8_t *data, size_t len,
 	}
 	/* ACL at the first Initial: dropped, no CONNECTION_CLOSE, so a
 	 * denied (or spoofed) source gets nothing back (docs/policy.md) */
-	if (!gw_policy_admit_dgram(k->l, (const struct sockaddr *)remote)) {
+	if (!gw_policy_admit_dgram(k->l, (const struct sockaddr *)client)) {
 		atomic_fetch_add(&g_dropped, 1);
 		return;
 	}
@@ -1338,7 +1360,7 @@ static void handle_new(doq_sock_t *k, const uint8_t *data, size_t len,
 		if (ngtcp2_crypto_verify_retry_token2(
 			    &ocid, hd.token, hd.tokenlen, g_secret,
 			    sizeof(g_secret), hd.version,
-			    (const ngtcp2_sockaddr *)remote, rlen, &hd.dcid,
+			    (const ngtcp2_sockaddr *)client, clen, &hd.dcid,
 			    RETRY_TOKEN_TIMEOUT, ts) != 0) {
 			/* 8.1.3: a bad Retry token closes with INVALID_TOKEN */
 			send_refusal(k, &hd, remote, rlen,
@@ -1353,30 +1375,35 @@ static void handle_new(doq_sock_t *k, const uint8_t *data, size_t len,
 			  (conf->doq.retry == GW_DOQ_RETRY_AUTO &&
 			   s->handshaking >= conf->doq.retry_threshold);
 	if (!validated && want_retry) {
-		send_retry(k, &hd, remote, rlen);
+		send_retry(k, &hd, remote, rlen, client, clen);
 		return;
 	}
 	/* new connections per second: counted once the address is proven
 	 * or no Retry is asked for, so a Retry round trip counts once */
-	if (!gw_policy_admit_conn(k->l, (const struct sockaddr *)remote)) {
+	if (!gw_policy_admit_conn(k->l, (const struct sockaddr *)client)) {
 		atomic_fetch_add(&g_dropped, 1);
 		return;
 	}
 	bool slot = gw_connlimit_acquire(w->connlimit,
-					 (const struct sockaddr *)remote);
+					 (const struct sockaddr *)client);
+	if (!slot) /* refused with EXCESSIVE_LOAD or CONNECTION_REFUSED */
+		gw_wm_refusal(&w->metrics, GW_PROTO_DOQ, GW_WM_REFUSE_CONN_CAP);
 	if (!slot && s->overcap >= OVERCAP_MAX) {
 		send_refusal(k, &hd, remote, rlen, NGTCP2_CONNECTION_REFUSED);
 		return;
 	}
 	doq_conn_t *c;
-	if (conn_new(k, &hd, remote, rlen, pocid, validated, slot, &c) < 0)
+	if (conn_new(k, &hd, remote, rlen, client, clen, pocid, validated,
+		     slot, &c) < 0)
 		return;
 	conn_recv(c, data, len, remote, rlen);
 }
 
 static void handle_datagram(doq_sock_t *k, const uint8_t *data, size_t len,
 			    const struct sockaddr_storage *remote,
-			    socklen_t rlen)
+			    socklen_t rlen,
+			    const struct sockaddr_storage *client,
+			    socklen_t clen)
 {
 	doq_srv_t *s = k->srv;
 	ngtcp2_version_cid vc;
@@ -1394,7 +1421,7 @@ static void handle_datagram(doq_sock_t *k, const uint8_t *data, size_t len,
 		return;
 	}
 	if (data[0] & 0x80)
-		handle_new(k, data, len, remote, rlen);
+		handle_new(k, data, len, remote, rlen, client, clen);
 	else
 		send_stateless_reset(k, &vc, remote, rlen, len);
 }
@@ -1420,11 +1447,32 @@ static void on_sock_read(struct ev_loop *loop, ev_io *io, int revents)
 		if (n <= 0)
 			return;
 		for (int i = 0; i < n; i++) {
+			const uint8_t *d = s->riov[i].iov_base;
+			size_t dlen = s->rmsg[i].msg_len;
+			socklen_t rlen = s->rmsg[i].msg_hdr.msg_namelen;
 			if (s->rmsg[i].msg_hdr.msg_flags & MSG_TRUNC)
 				continue;
-			handle_datagram(k, s->riov[i].iov_base,
-					s->rmsg[i].msg_len, &s->raddr[i],
-					s->rmsg[i].msg_hdr.msg_namelen);
+			if (!k->proxy) {
+				handle_datagram(k, d, dlen, &s->raddr[i], rlen,
+						&s->raddr[i], rlen);
+				continue;
+			}
+			/* PROXY v2 per datagram (docs/policy.md): ngtcp2
+			 * sees the payload, the path stays the proxy's */
+			struct sockaddr_storage client;
+			socklen_t clen;
+			int hl = gw_policy_proxy_dgram(k->l, d, dlen,
+						       &s->raddr[i], &client,
+						       &clen);
+			if (hl < 0)
+				continue;
+			if (hl == 0) /* not from a trusted proxy: plain */
+				handle_datagram(k, d, dlen, &s->raddr[i], rlen,
+						&s->raddr[i], rlen);
+			else if ((size_t)hl < dlen)
+				handle_datagram(k, d + hl, dlen - (size_t)hl,
+						&s->raddr[i], rlen, &client,
+						clen);
 		}
 		if (n < RX_BATCH)
 			return;
@@ -1470,6 +1518,8 @@ static int doq_listener_start(gw_listener_t *l)
 	s->nsocks++;
 	k->srv = s;
 	k->l = l;
+	/* policy.proxy_protocol needs a restart to change: decided once */
+	k->proxy = gw_policy_proxy_listener(w->conf, l->ep);
 	k->locallen = sizeof(k->local);
 	getsockname(k->fd, (struct sockaddr *)&k->local, &k->locallen);
 	int seg = 1200;

@@ -89,3 +89,16 @@ int gw_proxy2_parse(const uint8_t *buf, size_t len, gw_proxy2_t *out)
 	 * real connection endpoints. */
 	return 0;
 }
+
+int gw_proxy2_strip_dgram(const uint8_t *buf, size_t len, gw_proxy2_t *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (len < GW_PROXY2_HEADER_LEN)
+		return GW_EMALFORMED; /* no room for the fixed part */
+	/* the datagram is the bound: a length past it is a cut header */
+	int need = gw_proxy2_need(buf, len, len);
+	if (need < GW_PROXY2_HEADER_LEN)
+		return GW_EMALFORMED;
+	int r = gw_proxy2_parse(buf, (size_t)need, out);
+	return r < 0 ? r : need;
+}

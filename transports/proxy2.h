@@ -7,6 +7,8 @@
  * follows (TLS, DNS over TCP, HTTP) stays in the socket for the transport:
  * first GW_PROXY2_HEADER_LEN bytes, then gw_proxy2_need() says how many in
  * all, then gw_proxy2_parse() reads them. Version 1 (text) is not accepted.
+ * On datagram listeners the header prefixes every datagram instead:
+ * gw_proxy2_strip_dgram() splits one into header and payload.
  *
  * No allocation, no state; buffers are borrowed. Safe from any thread.
  */
@@ -49,5 +51,18 @@ int gw_proxy2_need(const uint8_t *buf, size_t len, size_t max);
  * shorter than its family needs). TLVs are skipped unread.
  */
 int gw_proxy2_parse(const uint8_t *buf, size_t len, gw_proxy2_t *out);
+
+/*
+ * The datagram form (UDP and QUIC listeners; dnsdist and HAProxy send it
+ * so): every datagram of a trusted proxy starts with a whole header and the
+ * payload follows in the same datagram. Parses the header at the start of
+ * the len bytes at buf into *out and returns its length, so the payload is
+ * buf[ret..len) (possibly empty: the caller judges the payload). Returns
+ * GW_EMALFORMED when the datagram does not start with a whole, valid
+ * version 2 header: no signature, version 1, unknown command, family or
+ * protocol, or a header longer than the datagram. The datagram bounds the
+ * header, so GW_PROXY2_MAX_LEN does not apply.
+ */
+int gw_proxy2_strip_dgram(const uint8_t *buf, size_t len, gw_proxy2_t *out);
 
 #endif

@@ -4,6 +4,14 @@
  *
  *   doq_client -s ADDR -p PORT [-c CASE] [-n QUERIES] [-q NAME] [-C CONNS]
  *              [-S STREAMS] [-d SECONDS] [-w WINDOW] [-a ALPN] [-t TIMEOUT]
+ *              [-b SRC] [-P CLIENT]
+ *
+ * -b binds the sockets to source address SRC. -P plays a UDP load balancer
+ * speaking PROXY protocol v2: every datagram sent starts with a header
+ * (proxy-protocol.txt 2.2, command PROXY, UDP over IPv4 or IPv6) naming
+ * CLIENT (port 4433) as the client; answers come back bare. CLIENT+ (a
+ * trailing plus) names a client per connection: CLIENT's last byte plus
+ * the connection's index.
  *
  * Cases (-c): normal, nonzero-id, early-fin, extra-data, two-queries,
  * keepalive, reset, stop-sending, split-prefix, one-byte, tiny-window,
@@ -75,6 +83,10 @@ static struct {
 	const char *alpn;
 	double timeout;
 	int opcode; /* -o: DNS opcode of the queries (0 QUERY) */
+	struct sockaddr_storage bind; /* -b, ss_family 0 when not given */
+	uint8_t proxy_hdr[16 + 36];   /* -P: the header every datagram gets */
+	size_t proxy_len;
+	bool proxy_inc;               /* -P CLIENT+: one client per connection */
 } opt = {.queries = 1, .name = "example.test", .slow_name =
 	 "slow-2000.example.test", .conns = 1, .streams = 1,
 	 .duration = 5, .window = 0, .alpn = "doq", .timeout = 10};
@@ -425,6 +437,13 @@ static cconn_t *conn_new(int idx)
 	c->uni_limit = -1;
 	c->rcode = c->ede = -1;
 	c->fd = socket(opt.addr.ss_family, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+	if (c->fd >= 0 && opt.bind.ss_family &&
+	    bind(c->fd, (struct sockaddr *)&opt.bind,
+		 opt.bind.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+						: sizeof(struct sockaddr_in)) < 0) {
+		perror("bind");
+		exit(2);
+	}
 	if (c->fd < 0 ||
 	    connect(c->fd, (struct sockaddr *)&opt.addr, opt.addrlen) < 0) {
 		perror("socket");
@@ -489,8 +508,71 @@ static cconn_t *conn_new(int idx)
 
 static void send_pkt(cconn_t *c, const uint8_t *p, size_t n)
 {
+	if (opt.proxy_len) {
+		/* -P: header, then the QUIC datagram, in one datagram */
+		uint8_t h[sizeof(opt.proxy_hdr)];
+		memcpy(h, opt.proxy_hdr, opt.proxy_len);
+		if (opt.proxy_inc) /* the source address ends at 16 + 4|16 */
+			h[opt.proxy_len == 28 ? 19 : 31] += (uint8_t)c->idx;
+		struct iovec iov[2] = {
+			{.iov_base = h, .iov_len = opt.proxy_len},
+			{.iov_base = (void *)p, .iov_len = n},
+		};
+		struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+		if (sendmsg(c->fd, &mh, MSG_DONTWAIT) > 0)
+			c->bytes_sent += n;
+		return;
+	}
 	if (send(c->fd, p, n, MSG_DONTWAIT) > 0)
 		c->bytes_sent += n;
+}
+
+/* -P CLIENT: a PROXY v2 header (proxy-protocol.txt 2.2) for UDP from
+ * CLIENT:4433 to the server. false when CLIENT is no address or its
+ * family differs from the server's. */
+static bool make_proxy_hdr(const char *client)
+{
+	static const uint8_t sig[12] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
+					0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a};
+	uint8_t *h = opt.proxy_hdr;
+	size_t alen, cl = strlen(client);
+	char a[64];
+
+	if (cl == 0 || cl >= sizeof(a))
+		return false;
+	memcpy(a, client, cl + 1);
+	if (a[cl - 1] == '+') {
+		opt.proxy_inc = true;
+		a[cl - 1] = 0;
+	}
+	client = a;
+	memcpy(h, sig, 12);
+	h[12] = 0x21; /* version 2, PROXY */
+	if (opt.addr.ss_family == AF_INET) {
+		const struct sockaddr_in *d = (const void *)&opt.addr;
+		if (inet_pton(AF_INET, client, h + 16) != 1)
+			return false;
+		h[13] = 0x12; /* AF_INET, DGRAM */
+		memcpy(h + 20, &d->sin_addr, 4);
+		h[24] = 4433 >> 8;
+		h[25] = 4433 & 0xff;
+		memcpy(h + 26, &d->sin_port, 2);
+		alen = 12;
+	} else {
+		const struct sockaddr_in6 *d = (const void *)&opt.addr;
+		if (inet_pton(AF_INET6, client, h + 16) != 1)
+			return false;
+		h[13] = 0x22; /* AF_INET6, DGRAM */
+		memcpy(h + 32, &d->sin6_addr, 16);
+		h[48] = 4433 >> 8;
+		h[49] = 4433 & 0xff;
+		memcpy(h + 50, &d->sin6_port, 2);
+		alen = 36;
+	}
+	h[14] = 0;
+	h[15] = (uint8_t)alen;
+	opt.proxy_len = 16 + alen;
+	return true;
 }
 
 static cstream_t *open_stream(cconn_t *c)
@@ -938,7 +1020,8 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: doq_client -s ADDR -p PORT [-c CASE] [-n N] "
 			"[-q NAME] [-C CONNS] [-S STREAMS] [-d SECS] [-w WIN] "
-			"[-a ALPN] [-t TIMEOUT] [-o OPCODE] [-Q]\n");
+			"[-a ALPN] [-t TIMEOUT] [-o OPCODE] [-Q] [-b SRC] "
+			"[-P CLIENT]\n");
 	exit(2);
 }
 
@@ -947,7 +1030,9 @@ int main(int argc, char **argv)
 	const char *host = "127.0.0.1";
 	int port = 853, ch;
 	bool quiet = false;
-	while ((ch = getopt(argc, argv, "s:p:c:n:q:C:S:d:w:a:t:o:Q")) != -1) {
+	const char *bind_addr = NULL, *proxy_client = NULL;
+	while ((ch = getopt(argc, argv, "s:p:c:n:q:C:S:d:w:a:t:o:Qb:P:")) !=
+	       -1) {
 		switch (ch) {
 		case 's': host = optarg; break;
 		case 'p': port = atoi(optarg); break;
@@ -971,6 +1056,8 @@ int main(int argc, char **argv)
 		case 't': opt.timeout = atof(optarg); break;
 		case 'o': opt.opcode = atoi(optarg) & 0xf; break;
 		case 'Q': quiet = true; break;
+		case 'b': bind_addr = optarg; break;
+		case 'P': proxy_client = optarg; break;
 		default: usage();
 		}
 	}
@@ -996,6 +1083,20 @@ int main(int argc, char **argv)
 	} else {
 		usage();
 	}
+	if (bind_addr) {
+		struct sockaddr_in *b4 = (void *)&opt.bind;
+		struct sockaddr_in6 *b6 = (void *)&opt.bind;
+		if (opt.addr.ss_family == AF_INET &&
+		    inet_pton(AF_INET, bind_addr, &b4->sin_addr) == 1)
+			b4->sin_family = AF_INET;
+		else if (opt.addr.ss_family == AF_INET6 &&
+			 inet_pton(AF_INET6, bind_addr, &b6->sin6_addr) == 1)
+			b6->sin6_family = AF_INET6;
+		else
+			usage();
+	}
+	if (proxy_client && !make_proxy_hdr(proxy_client))
+		usage();
 	wolfSSL_Init();
 	wc_InitRng(&rng);
 	ctx = wolfSSL_CTX_new(wolfTLSv1_3_client_method());

@@ -1460,10 +1460,18 @@ static void test_config_policy(void **state)
 		build_yaml(path, "policy:\n  ratelimit: {slip: 101}\n"),
 		GW_ECONFIG);
 	assert_err_has("out of range");
+	/* datagram listeners take PROXY v2 too (one header per datagram) */
 	assert_int_equal(build_yaml(path, "policy:\n  proxy_protocol:\n"
-					  "    listeners: [udp://127.0.0.1:53]\n"),
+					  "    listeners: [udp://127.0.0.1:53,"
+					  " doq://127.0.0.1:853]\n"),
+			 0);
+	assert_int_equal(conf.policy.n_proxy_listen, 2);
+	assert_int_equal(conf.policy.proxy_listen[0].proto, GW_PROTO_UDP);
+	assert_int_equal(conf.policy.proxy_listen[1].proto, GW_PROTO_DOQ);
+	assert_int_equal(build_yaml(path, "policy:\n  proxy_protocol:\n"
+					  "    listeners: [quic://127.0.0.1:53]\n"),
 			 GW_ECONFIG);
-	assert_err_has("stream listeners only");
+	assert_err_has("policy.proxy_protocol.listeners");
 	assert_int_equal(build_yaml(path, "policy:\n  proxy_protocol:\n"
 					  "    trusted: [nope]\n"),
 			 GW_ECONFIG);

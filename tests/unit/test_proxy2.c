@@ -150,6 +150,93 @@ static void test_proxy2_rejects(void **state)
 	assert_int_equal(gw_proxy2_need(b, 16, GW_PROXY2_MAX_LEN), GW_ETOOBIG);
 }
 
+/* The datagram form: a header then the payload, in one datagram. */
+static void test_proxy2_strip_dgram(void **state)
+{
+	uint8_t b[4096], blk[36];
+	gw_proxy2_t h;
+	char s[64];
+	(void)state;
+	const uint8_t dns[] = { 0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0 };
+	/* IPv4 over UDP (0x12): 192.0.2.7:5353 -> 127.0.0.1:53 */
+	const uint8_t b4[] = { 192, 0, 2, 7, 127, 0, 0, 1, 0x14, 0xe9, 0, 53 };
+	size_t n = hdr(b, 0x21, 0x12, b4, sizeof(b4));
+	memcpy(b + n, dns, sizeof(dns));
+	assert_int_equal(gw_proxy2_strip_dgram(b, n + sizeof(dns), &h), 28);
+	assert_true(h.has_addr);
+	assert_false(h.local);
+	const struct sockaddr_in *s4 = (const struct sockaddr_in *)&h.src;
+	assert_string_equal(inet_ntop(AF_INET, &s4->sin_addr, s, sizeof(s)),
+			    "192.0.2.7");
+	assert_int_equal(ntohs(s4->sin_port), 5353);
+	assert_memory_equal(b + 28, dns, sizeof(dns));
+	/* a header alone: the payload is empty, the caller judges that */
+	assert_int_equal(gw_proxy2_strip_dgram(b, n, &h), 28);
+	/* cut anywhere inside the header: refused, never read past len */
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(gw_proxy2_strip_dgram(b, i, &h),
+				 GW_EMALFORMED);
+	/* a TCP family (0x11) from a proxy that says so is accepted too */
+	b[13] = 0x11;
+	assert_int_equal(gw_proxy2_strip_dgram(b, n + sizeof(dns), &h), 28);
+	assert_true(h.has_addr);
+
+	/* IPv6 over UDP (0x22) */
+	memset(blk, 0, sizeof(blk));
+	inet_pton(AF_INET6, "2001:db8::7", blk);
+	inet_pton(AF_INET6, "::1", blk + 16);
+	n = hdr(b, 0x21, 0x22, blk, sizeof(blk));
+	memcpy(b + n, dns, sizeof(dns));
+	assert_int_equal(gw_proxy2_strip_dgram(b, n + sizeof(dns), &h), 52);
+	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&h.src;
+	assert_int_equal(s6->sin6_family, AF_INET6);
+	assert_string_equal(inet_ntop(AF_INET6, &s6->sin6_addr, s, sizeof(s)),
+			    "2001:db8::7");
+	assert_int_equal(h.addrlen, sizeof(struct sockaddr_in6));
+
+	/* LOCAL: the proxy's own query (health check) */
+	n = hdr(b, 0x20, 0x00, NULL, 0);
+	memcpy(b + n, dns, sizeof(dns));
+	assert_int_equal(gw_proxy2_strip_dgram(b, n + sizeof(dns), &h), 16);
+	assert_true(h.local);
+	assert_false(h.has_addr);
+
+	/* TLVs past the stream cap are fine: the datagram is the bound */
+	memset(blk, 0, sizeof(blk));
+	n = hdr(b, 0x21, 0x12, b4, sizeof(b4));
+	size_t tlv = 2000;
+	b[14] = (uint8_t)((12 + tlv) >> 8);
+	b[15] = (uint8_t)(12 + tlv);
+	memset(b + n, 0, tlv);
+	assert_true(16 + 12 + tlv > GW_PROXY2_MAX_LEN);
+	memcpy(b + n + tlv, dns, sizeof(dns));
+	assert_int_equal(gw_proxy2_strip_dgram(b, n + tlv + sizeof(dns), &h),
+			 (int)(n + tlv));
+	/* ... but not a length past the datagram */
+	assert_int_equal(gw_proxy2_strip_dgram(b, n + tlv - 1, &h),
+			 GW_EMALFORMED);
+
+	/* not a header: a plain DNS query, version 1, an address block too
+	 * short for its family, an unknown command */
+	assert_int_equal(gw_proxy2_strip_dgram(dns, sizeof(dns), &h),
+			 GW_EMALFORMED);
+	memset(b, 0x55, 40);
+	assert_int_equal(gw_proxy2_strip_dgram(b, 40, &h), GW_EMALFORMED);
+	const char *v1 = "PROXY UDP4 192.0.2.1 192.0.2.2 1 2\r\nxxxxxxxxxxxx";
+	assert_int_equal(gw_proxy2_strip_dgram((const uint8_t *)v1,
+					       strlen(v1), &h),
+			 GW_EMALFORMED);
+	n = hdr(b, 0x21, 0x12, b4, 11);
+	memcpy(b + n, dns, sizeof(dns));
+	assert_int_equal(gw_proxy2_strip_dgram(b, n + sizeof(dns), &h),
+			 GW_EMALFORMED);
+	n = hdr(b, 0x2f, 0x12, b4, sizeof(b4));
+	memcpy(b + n, dns, sizeof(dns));
+	assert_int_equal(gw_proxy2_strip_dgram(b, n + sizeof(dns), &h),
+			 GW_EMALFORMED);
+	assert_false(h.has_addr); /* nothing left behind on failure */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -157,6 +244,7 @@ int main(void)
 		cmocka_unit_test(test_proxy2_ipv6),
 		cmocka_unit_test(test_proxy2_local_and_unspec),
 		cmocka_unit_test(test_proxy2_rejects),
+		cmocka_unit_test(test_proxy2_strip_dgram),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
