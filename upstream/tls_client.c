@@ -365,7 +365,13 @@ static int check_pin(gw_up_tls_t *t)
 	WOLFSSL_X509 *x;
 	int r;
 
-	if (!t->pin[0])
+	/* A resumed session was made by a connection whose pin was checked
+	 * (only sessions of verified connections are kept), and only the
+	 * server holding the ticket's key can resume it (RFC 8446 2.2): the
+	 * server is the pinned one. No certificate is sent on resumption, and
+	 * wolfSSL is built not to keep a copy of the chain in each session
+	 * (deps.sh: MAX_X509_SIZE), so there is none to pin anyway. */
+	if (!t->pin[0] || wolfSSL_session_reused(t->ssl))
 		return 0;
 	x = wolfSSL_get_peer_certificate(t->ssl);
 	r = x ? pin_of(x, got, sizeof(got)) : GW_ETLS;

@@ -340,8 +340,16 @@ def test_tls_spki_pin(s):
     try:
         # pinned: the chain need not verify (no CA given, none trusted)
         g = gw(['tls://127.0.0.1:%d#dns.test' % f.port],
-               {'pins': ['dns.test=' + c['pin']], 'ca_file': '/nonexistent'})
+               {'pins': ['dns.test=' + c['pin']], 'ca_file': '/nonexistent',
+                'idle_timeout_ms': 200}, level='debug')
         expect_ok(g)
+        # a resumed session is the pinned server's (only it holds the
+        # ticket's key): it is accepted without a certificate to pin
+        time.sleep(0.6)
+        expect_ok(g)
+        check(f.accepts == 2 and U.log_has(g, 'tls resumed'),
+              'pinned session not resumed (%d connections)' % f.accepts,
+              g.log_tail(40))
         stop_gw(g)
         bad = 'A' * 43 + '='
         g = gw(['tls://127.0.0.1:%d#dns.test' % f.port],
