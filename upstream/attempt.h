@@ -4,10 +4,11 @@
  * attempt timer) and the protocol modules (udp.c, tcp.c; later tls.c, ...).
  *
  * A query has at most one attempt on the wire at a time. The pool owns the
- * gw_up_query_t and its timer; a protocol module owns uq->fd and uq->io while
- * an attempt of its protocol runs, and reports back with exactly one of
- * gw_up_attempt_answer(), gw_up_attempt_truncated() or gw_up_attempt_error()
- * (or nothing, and the pool's timer ends the attempt). After reporting, the
+ * gw_up_query_t and its timer; a protocol module owns its part of uq (udp.c
+ * uq->usock, tcp.c uq->conn, ...) while an attempt of its protocol runs,
+ * and reports back with exactly one of gw_up_attempt_answer(),
+ * gw_up_attempt_truncated() or gw_up_attempt_error() (or nothing, and the
+ * pool's timer ends the attempt). After reporting, the
  * module must not touch uq: the pool may have freed it.
  *
  * Stream protocols (tcp://, tls://, and the TCP leg of a truncated UDP
@@ -49,8 +50,8 @@ struct gw_up_query {
 	int up;          /* current attempt's upstream, -1 before the first */
 	bool trial;      /* current attempt is that upstream's health trial */
 	bool picked;     /* the current pick awaits gw_up_sel_report() */
-	bool has_id;
-	uint16_t id;     /* ID on the wire, held in the pool's gw_up_ids_t */
+	uint16_t id;     /* ID on the wire, held in the socket's or connection's
+			  * pending table (udp.c, tcp.c; 0 on https/quic) */
 	gw_proto_t proto;/* current attempt's transport (TCP after TC=1) */
 	int err;         /* last attempt's error, for the final EDE */
 	int fail_ede;
@@ -60,8 +61,7 @@ struct gw_up_query {
 	uint8_t *out;      /* 2-byte length prefix, then out_len bytes */
 	size_t out_len;
 
-	int fd;          /* udp.c: this attempt's socket */
-	ev_io io;
+	struct usock *usock; /* udp.c: the shared socket the attempt is on */
 	ev_timer timer;
 	double t_sent;   /* monotonic time the attempt started (latency) */
 
@@ -132,11 +132,24 @@ void gw_up_debug_conn(gw_up_pool_t *p, unsigned i, const char *msg,
 		      const char *detail);
 
 /*
- * Start an attempt to ep: open the socket, send uq->out, watch for the
- * answer. 0, or a negative error with nothing left open (the pool then
- * reports the error from its next loop iteration, never synchronously).
+ * Start a UDP attempt to ep: a random ID on one of the worker's shared
+ * sockets to that upstream (udp.c), send uq->out, watch for the answer. 0,
+ * or a negative error with nothing left for uq (the pool then reports the
+ * error from its next loop iteration, never synchronously).
  */
 int gw_up_udp_start(gw_up_query_t *uq, const gw_endpoint_t *ep);
+/* The pool's shared UDP sockets (udp.c), created on first use: the pool
+ * keeps the pointer and frees the set with gw_up_udps_free() after every
+ * query is detached. */
+typedef struct gw_up_udps gw_up_udps_t;
+gw_up_udps_t **gw_up_pool_udps(gw_up_pool_t *p);
+void gw_up_udps_free(gw_up_udps_t *us);
+/* Tests: sockets per upstream (1..4), queries and seconds before a socket
+ * is retired, seconds idle before it closes. 0 or GW_EINVAL/GW_ENOMEM. */
+int gw_up_udp_set_limits(gw_up_pool_t *p, unsigned socks, unsigned max_queries,
+			 double max_age, double idle);
+/* Shared UDP sockets of upstream up open now (tests, metrics). */
+unsigned gw_up_udp_open(gw_up_pool_t *p, unsigned up);
 /* Queues uq on a pooled connection to upstream uq->up (TCP, or TLS for
  * tls:// upstreams). GW_EAGAIN: reconnect backoff in force; GW_ENOSPC:
  * every connection full, the cap reached and the upstream's wait queue
@@ -147,9 +160,9 @@ int gw_up_udp_start(gw_up_query_t *uq, const gw_endpoint_t *ep);
  * TCP/DoT and DoH upstream connections. */
 int gw_up_connect_stream(const struct sockaddr *sa, socklen_t salen);
 int gw_up_tcp_start(gw_up_query_t *uq, const gw_endpoint_t *ep);
-/* Stop watchers and close the socket (udp), or leave the connection with the
- * ID kept busy until the upstream answers it or the connection closes
- * (tcp); idempotent, never calls back. */
+/* Leave the socket (udp) or the connection (tcp) with the ID kept busy
+ * until the upstream answers it or the socket/connection closes;
+ * idempotent, never calls back. */
 void gw_up_udp_stop(gw_up_query_t *uq);
 void gw_up_tcp_stop(gw_up_query_t *uq);
 

@@ -32,13 +32,13 @@ struct gw_up_pool {
 	gw_up_result_ops_t ops;
 	gw_up_sel_t sel;
 	gw_up_rng_t rng;
-	gw_up_ids_t ids; /* worker-wide: no two pending queries share an ID */
 	gw_up_query_t *head;
 	unsigned inflight; /* pending gw_up_query_t plus oom[] entries */
 	gw_up_conns_t *conns; /* pooled TCP/TLS connections (tcp.c) */
 	gw_up_https_t *https; /* DoH upstream connections (https.c) */
 	gw_up_quic_t *quic;   /* DoQ upstream connections (quic.c) */
 	gw_up_boot_t *boot;   /* host names resolved (bootstrap.c) */
+	gw_up_udps_t *udps;   /* shared UDP sockets, made on first use (udp.c) */
 	gw_up_metrics_t m[GW_CONF_MAX_UPSTREAM];
 
 	uint64_t client_key; /* hash key: clients cannot aim at a bucket */
@@ -69,6 +69,7 @@ gw_up_rng_t *gw_up_pool_rng(gw_up_pool_t *p) { return &p->rng; }
 gw_up_conns_t *gw_up_pool_conns(const gw_up_pool_t *p) { return p->conns; }
 gw_up_https_t *gw_up_pool_https(const gw_up_pool_t *p) { return p->https; }
 gw_up_quic_t *gw_up_pool_quic(const gw_up_pool_t *p) { return p->quic; }
+gw_up_udps_t **gw_up_pool_udps(gw_up_pool_t *p) { return &p->udps; }
 
 const struct sockaddr *gw_up_pool_addr(gw_up_pool_t *p, unsigned i,
 				       socklen_t *len)
@@ -231,14 +232,6 @@ static void stop_io(gw_up_query_t *uq)
 	gw_up_quic_stop(uq);
 }
 
-static void release_id(gw_up_query_t *uq)
-{
-	if (uq->has_id) {
-		gw_up_ids_release(&uq->pool->ids, uq->id);
-		uq->has_id = false;
-	}
-}
-
 /* Takes uq off the pool and the query; afterwards only uq's memory is left. */
 static gw_query_t *detach(gw_up_query_t *uq)
 {
@@ -246,7 +239,6 @@ static gw_query_t *detach(gw_up_query_t *uq)
 	gw_query_t *q = uq->q;
 
 	stop_io(uq);
-	release_id(uq);
 	if (uq->prev)
 		uq->prev->next = uq->next;
 	else
@@ -337,9 +329,8 @@ static void next_attempt(gw_up_query_t *uq)
 {
 	gw_up_pool_t *p = uq->pool;
 	bool trial;
-	int id, idx;
+	int idx;
 
-	release_id(uq);
 	if (uq->probe_up >= 0) {
 		/* A probe asks its own upstream, whatever its health, and
 		 * is no pick: no verdict through report(). */
@@ -358,22 +349,9 @@ static void next_attempt(gw_up_query_t *uq)
 	uq->picked = uq->probe_up < 0;
 	uq->proto = p->conf->upstream[idx].proto;
 
-	/* A fresh random ID per attempt (RFC 5452 9.2), written into our
-	 * copy: q->wire stays the pipeline's. UDP IDs are unique in the
-	 * worker; a pooled connection draws its own (tcp.c). */
-	if (uq->proto == GW_PROTO_UDP) {
-		id = gw_up_ids_alloc(&p->ids, &p->rng);
-		if (id < 0) {
-			report(uq, GW_UP_ABANDON);
-			defer_fail(uq, GW_DNS_EDE_OTHER,
-				   "too many queries in flight");
-			return;
-		}
-		uq->id = (uint16_t)id;
-		uq->has_id = true;
-		gw_dns_put16(uq->out + 2, uq->id);
-		uq->sent.id = uq->id;
-	}
+	/* A fresh random ID per attempt (RFC 5452 9.2): each protocol
+	 * module draws it from the socket or connection it uses (udp.c,
+	 * tcp.c) and writes it into our copy; q->wire stays the pipeline's. */
 	uq->tried |= 1u << idx;
 	uq->q->attempts++;
 	start_proto(uq);
@@ -450,7 +428,6 @@ void gw_up_attempt_truncated(gw_up_query_t *uq)
 	 * its own timeout. */
 	gw_up_debug(uq, "truncated answer, retrying over tcp", NULL);
 	stop_io(uq);
-	release_id(uq);
 	uq->proto = GW_PROTO_TCP;
 	start_proto(uq);
 }
@@ -595,7 +572,6 @@ static void start_query(gw_up_pool_t *p, gw_query_t *q, int probe_up)
 	}
 	uq->pool = p;
 	uq->q = q;
-	uq->fd = -1;
 	q->up_pool = p; /* cancel must reach this pool, even once retired */
 	uq->up = -1;
 	uq->probe_up = probe_up;
@@ -770,7 +746,6 @@ gw_up_pool_t *gw_up_pool_new(struct ev_loop *loop, const gw_conf_t *conf,
 	gw_up_sel_policy(&p->sel, conf->up.policy, conf->up.weight, &p->rng);
 	p->client_key = gw_up_rng_next(&p->rng) | 1;
 	gw_up_sel_probe_conf(&p->sel, conf->up.probe_rise, conf->up.probe_fall);
-	gw_up_ids_init(&p->ids);
 	ev_timer_init(&p->oom_timer, on_oom_timer, 0., 0.);
 	p->oom_timer.data = p;
 	err[0] = '\0';
@@ -863,5 +838,6 @@ void gw_up_pool_free(gw_up_pool_t *p)
 	gw_up_https_free(p->https);
 	gw_up_quic_free(p->quic);
 	gw_up_boot_free(p->boot);
+	gw_up_udps_free(p->udps);
 	free(p);
 }

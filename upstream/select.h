@@ -133,8 +133,8 @@ void gw_up_rng_seed(gw_up_rng_t *r, uint64_t seed);
 uint64_t gw_up_rng_next(gw_up_rng_t *r);
 
 /*
- * The IDs in flight on one socket or connection (or, for per-attempt UDP
- * sockets, on the whole worker): a 65536-bit set, 8 KiB, constant-time checks.
+ * The IDs in flight on one socket or connection: a 65536-bit set, 8 KiB,
+ * constant-time checks.
  */
 typedef struct gw_up_ids {
 	uint64_t used[65536 / 64];

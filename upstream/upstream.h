@@ -8,7 +8,7 @@
  * gw_up_pool_send() itself (failures are deferred to the loop), unless
  * gw_up_pool_cancel() was called first, after which it never touches q again.
  *
- * Protocol modules sit behind the pool: udp.c (a socket per attempt),
+ * Protocol modules sit behind the pool: udp.c (a few shared sockets),
  * tcp.c (pooled, pipelined TCP and TLS connections), https.c (HTTP/2
  * streams) and quic.c (QUIC streams); host names in URLs are resolved by
  * bootstrap.c. Selection, retries and health live in the pool.
