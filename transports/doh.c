@@ -104,10 +104,16 @@ struct doh_conn {
 	bool h1_close;     /* HTTP/1.1: close after the current response */
 	bool closing;
 	bool freeing;
+	bool dirty;        /* on the flush list */
 	struct doh_conn *next, *prev;
+	struct doh_conn *dnext, *dprev; /* flush list */
 };
 
 static __thread doh_conn_t *conns; /* this worker's connections */
+/* HTTP/2 connections with answers submitted since the last flush, and the
+ * watcher that pumps them once per loop iteration (see mark_dirty). */
+static __thread doh_conn_t *dirty;
+static __thread ev_prepare flush_w;
 
 static gw_doh_metrics_t metrics[GW_DOH_MAX_WORKERS];
 
@@ -198,12 +204,18 @@ static void conn_flush(doh_conn_t *c)
 }
 
 /* Moves nghttp2's pending frames to the out buffer, never past OUT_HIGH:
- * what nghttp2 keeps is bounded by its streams and the ack cap. */
+ * what nghttp2 keeps is bounded by its streams and the ack cap. nghttp2
+ * hands out one frame at a time; they are gathered into up to 16 KiB so
+ * that a HEADERS and DATA pair - or many answers - share one TLS record
+ * (RFC 8446 5.1) rather than costing one record each. */
 static void h2_pump(doh_conn_t *c)
 {
+	static __thread uint8_t stage[16384];
+	size_t staged = 0;
+
 	if (!c->h2 || c->closing || c->in_recv)
 		return;
-	while (gw_buf_size(conn_out(c)) < OUT_HIGH) {
+	while (gw_buf_size(conn_out(c)) + staged < OUT_HIGH) {
 		const uint8_t *data;
 		ssize_t n = nghttp2_session_mem_send(c->h2, &data);
 		if (n < 0) {
@@ -214,12 +226,80 @@ static void h2_pump(doh_conn_t *c)
 		}
 		if (n == 0)
 			break;
-		if (conn_write(c, data, (size_t)n) < 0) {
-			conn_close(c, "output buffer full");
-			return;
+		/* data is valid until the next mem_send: copy or write it */
+		if (staged + (size_t)n > sizeof(stage)) {
+			if (conn_write(c, stage, staged) < 0)
+				goto full;
+			staged = 0;
 		}
+		if ((size_t)n >= sizeof(stage)) {
+			if (conn_write(c, data, (size_t)n) < 0)
+				goto full;
+			continue;
+		}
+		memcpy(stage + staged, data, (size_t)n);
+		staged += (size_t)n;
 	}
+	if (staged > 0 && conn_write(c, stage, staged) < 0)
+		goto full;
 	conn_flush(c);
+	return;
+full:
+	conn_close(c, "output buffer full");
+}
+
+static void dirty_unlink(doh_conn_t *c)
+{
+	if (!c->dirty)
+		return;
+	if (c->dprev)
+		c->dprev->dnext = c->dnext;
+	else
+		dirty = c->dnext;
+	if (c->dnext)
+		c->dnext->dprev = c->dprev;
+	c->dnext = c->dprev = NULL;
+	c->dirty = false;
+	if (!dirty)
+		ev_prepare_stop(c->w->loop, &flush_w);
+}
+
+/* Runs once per loop iteration, before the loop blocks: every answer that
+ * came back in this iteration goes out in one pump and one send per
+ * connection instead of one each. */
+static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	(void)loop;
+	(void)w;
+	(void)revents;
+	while (dirty) {
+		doh_conn_t *c = dirty;
+		dirty_unlink(c);
+		if (c->closing)
+			continue;
+		h2_pump(c);
+		if (!c->closing)
+			conn_update(c);
+	}
+}
+
+/* Answers were submitted to c's session: send them with everything else
+ * that is ready by the end of this loop iteration. The output caps are
+ * h2_pump()'s, unchanged: frames wait inside nghttp2 until then. */
+static void mark_dirty(doh_conn_t *c)
+{
+	if (c->dirty)
+		return;
+	if (!dirty && !ev_is_active(&flush_w)) {
+		ev_prepare_init(&flush_w, on_flush);
+		ev_prepare_start(c->w->loop, &flush_w);
+	}
+	c->dirty = true;
+	c->dprev = NULL;
+	c->dnext = dirty;
+	if (dirty)
+		dirty->dprev = c;
+	dirty = c;
 }
 
 /* ------------------------------------------------------------ streams */
@@ -408,6 +488,10 @@ static void doh_on_answer(gw_query_t *q, const uint8_t *msg, size_t len)
 	}
 	if (c->in_recv || c->closing)
 		return;
+	if (c->mode == MODE_H2) {
+		mark_dirty(c);
+		return;
+	}
 	h2_pump(c);
 	if (c->mode == MODE_H1 && !c->closing) {
 		conn_flush(c);
@@ -1076,6 +1160,7 @@ static void conn_free(doh_conn_t *c)
 {
 	gw_worker_t *w = c->w;
 	c->freeing = true;
+	dirty_unlink(c);
 	while (c->streams) {
 		doh_stream_t *s = c->streams;
 		if (s->q) {

@@ -2,7 +2,12 @@
  * stream.c - DNS over TCP and DNS over TLS connections (see stream.h).
  *
  * Reading:  socket -> [TLS decrypt] -> c->in -> frames -> gw_query_start()
- * Writing:  on_answer() -> frame -> [TLS encrypt] -> out buffer -> socket
+ * Writing:  on_answer() -> frame -> c->out -> [TLS encrypt] -> socket
+ *
+ * Answers are gathered per connection and sent once per loop iteration (an
+ * ev_prepare watcher, or at once past STAGE_FLUSH bytes): the answers that
+ * came back together share one TLS record and one send() instead of one
+ * each. For TLS, c->out holds that plaintext until it is encrypted.
  *
  * Frames are taken in a loop, never by recursion, so a connection carrying
  * any number of queries uses constant stack. When the connection has
@@ -31,6 +36,7 @@
 #define IN_MAX (2 + 65535 + READ_CHUNK)
 #define OUT_MAX (256 * 1024)  /* past this the client is not reading: close */
 #define OUT_HIGH (64 * 1024)  /* above this stop taking new queries */
+#define STAGE_FLUSH 16384     /* gathered answers: one full TLS record */
 
 typedef struct gw_stream_conn {
 	gw_worker_t *w;
@@ -52,8 +58,15 @@ typedef struct gw_stream_conn {
 	bool processing; /* inside conn_process: no nested frame taking */
 	bool eof;     /* client closed its side, or we stopped taking queries */
 	bool closing; /* free at the next timer callback */
+	bool dirty;   /* answers gathered, on the flush list */
 	struct gw_stream_conn *next, *prev;
+	struct gw_stream_conn *dnext, *dprev; /* flush list */
 } gw_stream_conn_t;
+
+/* Connections with gathered answers, sent by flush_w before the loop
+ * blocks again. */
+static __thread gw_stream_conn_t *dirty;
+static __thread ev_prepare flush_w;
 
 static void conn_update(gw_stream_conn_t *c);
 static void conn_process(gw_stream_conn_t *c);
@@ -61,6 +74,29 @@ static void conn_process(gw_stream_conn_t *c);
 static gw_buf_t *conn_out(gw_stream_conn_t *c)
 {
 	return c->tls ? gw_tls_out(c->tls) : &c->out;
+}
+
+/* Output not yet taken by the socket: for TLS also the plaintext gathered
+ * but not yet encrypted. */
+static size_t out_size(gw_stream_conn_t *c)
+{
+	return gw_buf_size(conn_out(c)) + (c->tls ? gw_buf_size(&c->out) : 0);
+}
+
+static void dirty_unlink(gw_stream_conn_t *c)
+{
+	if (!c->dirty)
+		return;
+	if (c->dprev)
+		c->dprev->dnext = c->dnext;
+	else
+		dirty = c->dnext;
+	if (c->dnext)
+		c->dnext->dprev = c->dprev;
+	c->dnext = c->dprev = NULL;
+	c->dirty = false;
+	if (!dirty)
+		ev_prepare_stop(c->w->loop, &flush_w);
 }
 
 /* A whole frame waits in c->in to be taken. */
@@ -86,6 +122,7 @@ static bool frame_incomplete(const gw_stream_conn_t *c)
 static void conn_free(gw_stream_conn_t *c)
 {
 	gw_worker_t *w = c->w;
+	dirty_unlink(c);
 	while (c->queries) {
 		gw_query_t *q = c->queries;
 		c->queries = q->next;
@@ -130,6 +167,18 @@ static void conn_close(gw_stream_conn_t *c, const char *why)
 static void conn_flush(gw_stream_conn_t *c)
 {
 	gw_buf_t *out = conn_out(c);
+	if (c->tls && gw_buf_size(&c->out) > 0) {
+		/* the gathered answers, in as few records as they fit */
+		int r = gw_tls_write(c->tls, gw_buf_head(&c->out),
+				     gw_buf_size(&c->out));
+		if (r < 0) {
+			conn_close(c, r == GW_ETOOBIG ? "client not reading"
+						      : "write failed");
+			return;
+		}
+		gw_buf_consume(&c->out, gw_buf_size(&c->out));
+		gw_buf_shrink(&c->out);
+	}
 	long n = gw_buf_send(out, c->fd);
 	if (n < 0) {
 		conn_close(c, "write error");
@@ -146,10 +195,44 @@ static void conn_flush(gw_stream_conn_t *c)
 	}
 }
 
+static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	(void)loop;
+	(void)w;
+	(void)revents;
+	while (dirty) {
+		gw_stream_conn_t *c = dirty;
+		dirty_unlink(c);
+		if (c->closing)
+			continue;
+		conn_flush(c);
+		/* output drained below the mark: take queries again */
+		if (!c->closing && frame_ready(c))
+			conn_process(c);
+		if (!c->closing)
+			conn_update(c);
+	}
+}
+
+static void mark_dirty(gw_stream_conn_t *c)
+{
+	if (c->dirty)
+		return;
+	if (!dirty && !ev_is_active(&flush_w)) {
+		ev_prepare_init(&flush_w, on_flush);
+		ev_prepare_start(c->w->loop, &flush_w);
+	}
+	c->dirty = true;
+	c->dprev = NULL;
+	c->dnext = dirty;
+	if (dirty)
+		dirty->dprev = c;
+	dirty = c;
+}
+
 static void stream_on_answer(gw_query_t *q, const uint8_t *msg, size_t len)
 {
 	gw_stream_conn_t *c = q->client;
-	static __thread uint8_t framed[2 + 65535];
 
 	if (q->prev)
 		q->prev->next = q->next;
@@ -161,18 +244,25 @@ static void stream_on_answer(gw_query_t *q, const uint8_t *msg, size_t len)
 	if (c->closing)
 		return;
 
-	/* RFC 7766 8: prefix and message in one write (one TLS record) */
-	framed[0] = (uint8_t)(len >> 8);
-	framed[1] = (uint8_t)len;
-	memcpy(framed + 2, msg, len);
-	int r = c->tls ? gw_tls_write(c->tls, framed, len + 2)
-		       : gw_buf_append(&c->out, framed, len + 2);
+	/* RFC 7766 8: prefix and message in one write (one TLS record),
+	 * together with the other answers ready in this loop iteration */
+	if (out_size(c) == 0)
+		c->t_write = c->w->now; /* the stall clock starts now */
+	int r = gw_buf_reserve(&c->out, len + 2);
 	if (r < 0) {
 		conn_close(c, r == GW_ETOOBIG ? "client not reading"
 					      : "write failed");
 		return;
 	}
-	conn_flush(c);
+	uint8_t *t = gw_buf_tail(&c->out);
+	t[0] = (uint8_t)(len >> 8);
+	t[1] = (uint8_t)len;
+	memcpy(t + 2, msg, len);
+	c->out.len += len + 2;
+	if (gw_buf_size(&c->out) >= STAGE_FLUSH)
+		conn_flush(c); /* a full record's worth: no need to wait */
+	else
+		mark_dirty(c);
 	/* a freed slot may let waiting frames in (also after a half-close) */
 	if (!c->closing && frame_ready(c))
 		conn_process(c);
@@ -195,7 +285,7 @@ static void conn_process(gw_stream_conn_t *c)
 	 * (RFC 7766 6.2.4); only a drain stops taking them. */
 	while (!c->closing && !c->w->draining &&
 	       c->inflight < lim->max_inflight_per_conn &&
-	       gw_buf_size(conn_out(c)) < OUT_HIGH) {
+	       out_size(c) < OUT_HIGH) {
 		const uint8_t *msg;
 		size_t len;
 		int r = gw_frame_next(gw_buf_head(&c->in), gw_buf_size(&c->in),
@@ -244,6 +334,7 @@ static void conn_hand_to_doh(gw_stream_conn_t *c, const uint8_t *data,
 			     size_t len)
 {
 	gw_worker_t *w = c->w;
+	dirty_unlink(c);
 	ev_io_stop(w->loop, &c->rio);
 	ev_io_stop(w->loop, &c->wio);
 	ev_timer_stop(w->loop, &c->timer);
@@ -334,7 +425,7 @@ static double conn_deadline(gw_stream_conn_t *c, const char **what)
 		*what = "handshake timeout";
 		return c->t_accept + lim->handshake_timeout_ms / 1000.0;
 	}
-	if (gw_buf_size(conn_out(c)) > 0) {
+	if (out_size(c) > 0) {
 		d = c->t_write + lim->write_timeout_ms / 1000.0;
 		*what = "write stalled";
 	}
@@ -345,7 +436,7 @@ static double conn_deadline(gw_stream_conn_t *c, const char **what)
 			*what = "partial message timeout";
 		}
 	}
-	if (c->inflight == 0 && gw_buf_size(conn_out(c)) == 0 &&
+	if (c->inflight == 0 && out_size(c) == 0 &&
 	    gw_buf_size(&c->in) == 0) {
 		double i = c->t_active + lim->idle_timeout_ms / 1000.0;
 		if (c->w->draining)
@@ -367,14 +458,14 @@ static void conn_update(gw_stream_conn_t *c)
 	if (c->closing)
 		return;
 	if ((c->eof || w->draining) && c->inflight == 0 &&
-	    gw_buf_size(conn_out(c)) == 0 &&
+	    out_size(c) == 0 &&
 	    (w->draining || !frame_ready(c))) {
 		conn_close(c, c->eof ? "client closed" : "draining");
 		return;
 	}
 	bool want_read = !c->eof && !w->draining &&
 			 c->inflight < lim->max_inflight_per_conn &&
-			 gw_buf_size(conn_out(c)) < OUT_HIGH;
+			 out_size(c) < OUT_HIGH;
 	if (want_read && !c->reading) {
 		ev_io_start(w->loop, &c->rio);
 		/* frames or records may already be buffered: look at them */
