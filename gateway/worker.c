@@ -116,6 +116,8 @@ int gw_conf_shared_port(const gw_conf_t *c, unsigned i)
 	return -1;
 }
 
+static void on_flush(struct ev_loop *loop, ev_prepare *p, int revents);
+
 int gw_worker_init(gw_worker_t *w, unsigned id, const gw_conf_t *conf,
 		   gw_certs_t *const *certs, gw_connlimit_t *cl, char *err,
 		   size_t errlen)
@@ -134,6 +136,8 @@ int gw_worker_init(gw_worker_t *w, unsigned id, const gw_conf_t *conf,
 		return GW_ENOMEM;
 	}
 	ev_set_userdata(w->loop, w);
+	ev_prepare_init(&w->flush_watcher, on_flush);
+	w->flush_watcher.data = w;
 	w->now = gw_clock_monotonic();
 	ev_check_init(&w->clock_watcher, on_clock);
 	w->clock_watcher.data = w;
@@ -541,6 +545,49 @@ static void *worker_main(void *arg)
 	for_each_ops(w, close_all);
 	gw_certs_thread_cleanup();
 	return NULL;
+}
+
+void gw_worker_flush_cancel(gw_worker_t *w, gw_flush_t *f)
+{
+	if (!f->queued)
+		return;
+	if (f->prev)
+		f->prev->next = f->next;
+	else
+		w->flush_head = f->next;
+	if (f->next)
+		f->next->prev = f->prev;
+	f->next = f->prev = NULL;
+	f->queued = false;
+	if (!w->flush_head) /* not a watcher the loop waits on when idle */
+		ev_prepare_stop(w->loop, &w->flush_watcher);
+}
+
+void gw_worker_flush(gw_worker_t *w, gw_flush_t *f)
+{
+	if (f->queued)
+		return;
+	if (!w->flush_head)
+		ev_prepare_start(w->loop, &w->flush_watcher);
+	f->queued = true;
+	f->prev = NULL;
+	f->next = w->flush_head;
+	if (f->next)
+		f->next->prev = f;
+	w->flush_head = f;
+}
+
+static void on_flush(struct ev_loop *loop, ev_prepare *p, int revents)
+{
+	gw_worker_t *w = p->data;
+
+	(void)loop;
+	(void)revents;
+	while (w->flush_head) {
+		gw_flush_t *f = w->flush_head;
+		gw_worker_flush_cancel(w, f);
+		f->fn(f);
+	}
 }
 
 int gw_worker_start(gw_worker_t *w)

@@ -25,6 +25,14 @@
 typedef struct gw_listener gw_listener_t;
 typedef struct gw_worker gw_worker_t;
 
+/* A connection whose gathered output waits to be sent (gw_worker_flush):
+ * embedded in the connection, fn called once before the loop next waits. */
+typedef struct gw_flush {
+	struct gw_flush *next, *prev;
+	void (*fn)(struct gw_flush *f);
+	bool queued;
+} gw_flush_t;
+
 /* A configuration made by a reload (gateway/reload.c) for the workers to
  * switch to; seq counts them (1, 2, ...; the start-up one is 0). */
 typedef struct gw_conf_gen {
@@ -89,6 +97,9 @@ struct gw_worker {
 	double now; /* monotonic seconds, this iteration */
 	ev_check clock_watcher;
 	ev_async wakeup; /* drain request from the main thread */
+	/* connections with output gathered this iteration (gw_worker_flush) */
+	gw_flush_t *flush_head;
+	ev_prepare flush_watcher;
 	atomic_bool drain_requested;
 	/* certificate reload: a new TLS context per listener index, handed
 	 * over by the main thread (gw_worker_swap_certs); owned by whoever
@@ -191,5 +202,16 @@ void gw_worker_deinit(gw_worker_t *w);
 /* Called by front-ends when a connection ends; drain completes when none
  * are left and nothing is in flight. */
 void gw_worker_check_drained(gw_worker_t *w);
+
+/*
+ * Deferred output: answers finished in one loop iteration leave in one
+ * write per connection (one TLS record, one send) instead of one each.
+ * gw_worker_flush() queues f (once; queuing again is a no-op) and f->fn(f)
+ * runs before the loop next waits for events, dequeued first, so it may
+ * queue f again. gw_worker_flush_cancel() takes f off the queue (a
+ * connection being freed); a no-op when not queued. Worker's thread only.
+ */
+void gw_worker_flush(gw_worker_t *w, gw_flush_t *f);
+void gw_worker_flush_cancel(gw_worker_t *w, gw_flush_t *f);
 
 #endif

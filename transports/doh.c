@@ -25,6 +25,7 @@
 #include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,16 +105,13 @@ struct doh_conn {
 	bool h1_close;     /* HTTP/1.1: close after the current response */
 	bool closing;
 	bool freeing;
-	bool dirty;        /* on the flush list */
+	/* HTTP/2 answers submitted in this loop iteration: pumped and sent
+	 * once before the loop waits (gw_worker_flush, on_flush) */
+	gw_flush_t flush;
 	struct doh_conn *next, *prev;
-	struct doh_conn *dnext, *dprev; /* flush list */
 };
 
 static __thread doh_conn_t *conns; /* this worker's connections */
-/* HTTP/2 connections with answers submitted since the last flush, and the
- * watcher that pumps them once per loop iteration (see mark_dirty). */
-static __thread doh_conn_t *dirty;
-static __thread ev_prepare flush_w;
 
 static gw_doh_metrics_t metrics[GW_DOH_MAX_WORKERS];
 
@@ -248,58 +246,19 @@ full:
 	conn_close(c, "output buffer full");
 }
 
-static void dirty_unlink(doh_conn_t *c)
-{
-	if (!c->dirty)
-		return;
-	if (c->dprev)
-		c->dprev->dnext = c->dnext;
-	else
-		dirty = c->dnext;
-	if (c->dnext)
-		c->dnext->dprev = c->dprev;
-	c->dnext = c->dprev = NULL;
-	c->dirty = false;
-	if (!dirty)
-		ev_prepare_stop(c->w->loop, &flush_w);
-}
-
 /* Runs once per loop iteration, before the loop blocks: every answer that
  * came back in this iteration goes out in one pump and one send per
- * connection instead of one each. */
-static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
+ * connection instead of one each. The output caps are h2_pump()'s,
+ * unchanged: frames wait inside nghttp2 until then. */
+static void on_flush(gw_flush_t *f)
 {
-	(void)loop;
-	(void)w;
-	(void)revents;
-	while (dirty) {
-		doh_conn_t *c = dirty;
-		dirty_unlink(c);
-		if (c->closing)
-			continue;
-		h2_pump(c);
-		if (!c->closing)
-			conn_update(c);
-	}
-}
+	doh_conn_t *c = (doh_conn_t *)((char *)f - offsetof(doh_conn_t, flush));
 
-/* Answers were submitted to c's session: send them with everything else
- * that is ready by the end of this loop iteration. The output caps are
- * h2_pump()'s, unchanged: frames wait inside nghttp2 until then. */
-static void mark_dirty(doh_conn_t *c)
-{
-	if (c->dirty)
+	if (c->closing)
 		return;
-	if (!dirty && !ev_is_active(&flush_w)) {
-		ev_prepare_init(&flush_w, on_flush);
-		ev_prepare_start(c->w->loop, &flush_w);
-	}
-	c->dirty = true;
-	c->dprev = NULL;
-	c->dnext = dirty;
-	if (dirty)
-		dirty->dprev = c;
-	dirty = c;
+	h2_pump(c);
+	if (!c->closing)
+		conn_update(c);
 }
 
 /* ------------------------------------------------------------ streams */
@@ -489,7 +448,7 @@ static void doh_on_answer(gw_query_t *q, const uint8_t *msg, size_t len)
 	if (c->in_recv || c->closing)
 		return;
 	if (c->mode == MODE_H2) {
-		mark_dirty(c);
+		gw_worker_flush(c->w, &c->flush);
 		return;
 	}
 	h2_pump(c);
@@ -1160,7 +1119,7 @@ static void conn_free(doh_conn_t *c)
 {
 	gw_worker_t *w = c->w;
 	c->freeing = true;
-	dirty_unlink(c);
+	gw_worker_flush_cancel(w, &c->flush);
 	while (c->streams) {
 		doh_stream_t *s = c->streams;
 		if (s->q) {
@@ -1254,6 +1213,7 @@ static doh_conn_t *conn_new(gw_listener_t *l, int fd,
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->w = w;
+	c->flush.fn = on_flush;
 	c->l = l;
 	c->fd = fd;
 	c->tls = tls;

@@ -20,6 +20,7 @@
 #include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -58,15 +59,9 @@ typedef struct gw_stream_conn {
 	bool processing; /* inside conn_process: no nested frame taking */
 	bool eof;     /* client closed its side, or we stopped taking queries */
 	bool closing; /* free at the next timer callback */
-	bool dirty;   /* answers gathered, on the flush list */
+	gw_flush_t flush; /* answers gathered: sent before the loop waits */
 	struct gw_stream_conn *next, *prev;
-	struct gw_stream_conn *dnext, *dprev; /* flush list */
 } gw_stream_conn_t;
-
-/* Connections with gathered answers, sent by flush_w before the loop
- * blocks again. */
-static __thread gw_stream_conn_t *dirty;
-static __thread ev_prepare flush_w;
 
 static void conn_update(gw_stream_conn_t *c);
 static void conn_process(gw_stream_conn_t *c);
@@ -81,22 +76,6 @@ static gw_buf_t *conn_out(gw_stream_conn_t *c)
 static size_t out_size(gw_stream_conn_t *c)
 {
 	return gw_buf_size(conn_out(c)) + (c->tls ? gw_buf_size(&c->out) : 0);
-}
-
-static void dirty_unlink(gw_stream_conn_t *c)
-{
-	if (!c->dirty)
-		return;
-	if (c->dprev)
-		c->dprev->dnext = c->dnext;
-	else
-		dirty = c->dnext;
-	if (c->dnext)
-		c->dnext->dprev = c->dprev;
-	c->dnext = c->dprev = NULL;
-	c->dirty = false;
-	if (!dirty)
-		ev_prepare_stop(c->w->loop, &flush_w);
 }
 
 /* A whole frame waits in c->in to be taken. */
@@ -122,7 +101,7 @@ static bool frame_incomplete(const gw_stream_conn_t *c)
 static void conn_free(gw_stream_conn_t *c)
 {
 	gw_worker_t *w = c->w;
-	dirty_unlink(c);
+	gw_worker_flush_cancel(w, &c->flush);
 	while (c->queries) {
 		gw_query_t *q = c->queries;
 		c->queries = q->next;
@@ -195,39 +174,21 @@ static void conn_flush(gw_stream_conn_t *c)
 	}
 }
 
-static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
+/* gw_worker_flush: the answers gathered in this loop iteration leave in
+ * one write. */
+static void on_flush(gw_flush_t *f)
 {
-	(void)loop;
-	(void)w;
-	(void)revents;
-	while (dirty) {
-		gw_stream_conn_t *c = dirty;
-		dirty_unlink(c);
-		if (c->closing)
-			continue;
-		conn_flush(c);
-		/* output drained below the mark: take queries again */
-		if (!c->closing && frame_ready(c))
-			conn_process(c);
-		if (!c->closing)
-			conn_update(c);
-	}
-}
+	gw_stream_conn_t *c =
+	    (gw_stream_conn_t *)((char *)f - offsetof(gw_stream_conn_t, flush));
 
-static void mark_dirty(gw_stream_conn_t *c)
-{
-	if (c->dirty)
+	if (c->closing)
 		return;
-	if (!dirty && !ev_is_active(&flush_w)) {
-		ev_prepare_init(&flush_w, on_flush);
-		ev_prepare_start(c->w->loop, &flush_w);
-	}
-	c->dirty = true;
-	c->dprev = NULL;
-	c->dnext = dirty;
-	if (dirty)
-		dirty->dprev = c;
-	dirty = c;
+	conn_flush(c);
+	/* output drained below the mark: take queries again */
+	if (!c->closing && frame_ready(c))
+		conn_process(c);
+	if (!c->closing)
+		conn_update(c);
 }
 
 static void stream_on_answer(gw_query_t *q, const uint8_t *msg, size_t len)
@@ -262,7 +223,7 @@ static void stream_on_answer(gw_query_t *q, const uint8_t *msg, size_t len)
 	if (gw_buf_size(&c->out) >= STAGE_FLUSH)
 		conn_flush(c); /* a full record's worth: no need to wait */
 	else
-		mark_dirty(c);
+		gw_worker_flush(c->w, &c->flush);
 	/* a freed slot may let waiting frames in (also after a half-close) */
 	if (!c->closing && frame_ready(c))
 		conn_process(c);
@@ -334,7 +295,7 @@ static void conn_hand_to_doh(gw_stream_conn_t *c, const uint8_t *data,
 			     size_t len)
 {
 	gw_worker_t *w = c->w;
-	dirty_unlink(c);
+	gw_worker_flush_cancel(w, &c->flush);
 	ev_io_stop(w->loop, &c->rio);
 	ev_io_stop(w->loop, &c->wio);
 	ev_timer_stop(w->loop, &c->timer);
@@ -560,6 +521,7 @@ static void conn_new(gw_listener_t *l, int fd, struct sockaddr_storage *addr,
 	c->w = w;
 	c->l = l;
 	c->fd = fd;
+	c->flush.fn = on_flush;
 	memcpy(&c->addr, addr, addrlen);
 	c->addrlen = addrlen;
 	gw_buf_init(&c->in, IN_MAX);
