@@ -34,13 +34,8 @@
 #   BENCH_QUERIES      unique names for GET [100000]
 set -euo pipefail
 
-HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/.." && pwd)
-DNSGW=${DNSGW:-$ROOT/build/dnsgw}
 PEERS=${BENCH_PEERS:-dnsgw dnsdist}
 ROUNDS=${BENCH_ROUNDS:-2}
-SCPU=${BENCH_SERVER_CPU:-0}
-CCPU=${BENCH_CLIENT_CPU:-1}
 METHOD=${BENCH_DOH_METHOD:-POST}
 MISS_SECS=${BENCH_MISS_SECS:-15}
 MISS_CONNS=${BENCH_MISS_CONNS:-20}
@@ -50,64 +45,16 @@ CONNS_QPS=${BENCH_CONNS_QPS:-2000}
 CONNS_SECS=${BENCH_CONNS_SECS:-15}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-1000}
 NQUERIES=${BENCH_QUERIES:-100000}
-PY=/usr/bin/python3
-tool() { "$PY" "$HERE/benchtool.py" "$@"; }
+. "$(dirname "$0")/common.sh"
 
-say() { printf 'bench: %s\n' "$*"; }
-die() { printf 'bench: FAILED: %s\n' "$*" >&2; exit 1; }
-
-for t in h2load curl taskset openssl cc; do
-	command -v "$t" >/dev/null ||
-		die "$t missing (run ./deps.sh --bench; h2load is in nghttp2-client)"
-done
-case " $PEERS " in *" dnsdist "*)
-	command -v dnsdist >/dev/null || die "dnsdist missing (run ./deps.sh --bench)";;
-esac
-case " $PEERS " in *" dnsgw "*)
-	[ -x "$DNSGW" ] || die "$DNSGW not built (cmake --build build, or set DNSGW)";;
-esac
-
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-[ "$(ulimit -n)" -ge $((IDLE_CONNS + 200)) ] ||
-	die "ulimit -n $(ulimit -n) is below $((IDLE_CONNS + 200))"
-
-TMP=$(mktemp -d /tmp/dnsgw-bench.XXXXXX)
-OUT=$HERE/out/$(date +%Y%m%d-%H%M%S)-doh
-mkdir -p "$OUT"
-PIDS=()
-
-stop_pid() {
-	local pid=$1
-	kill -TERM "$pid" 2>/dev/null || return 0
-	for _ in $(seq 50); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-	local p
-	for p in "${PIDS[@]}"; do
-		stop_pid "$p"
-	done
-	rm -rf "$TMP" # private keys never leave the temporary directory
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# h2load is in nghttp2-client
+bench_start doh h2load curl taskset openssl cc
+bench_nofile $((IDLE_CONNS + 200))
 
 # ------------------------------------------------------------------ fixtures
 read -r UP_PORT DOH_PORT PLAIN_PORT <<<"$(tool ports 3)"
-CERT=$TMP/cert.pem
-KEY=$TMP/key.pem
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-	-keyout "$KEY" -out "$CERT" -days 2 -subj /CN=bench.test \
-	-addext subjectAltName=DNS:bench.test,IP:127.0.0.1 2>/dev/null ||
-	die "openssl could not make a certificate"
-
-cc -O2 -Wall -Wextra -o "$TMP/responder" "$HERE/responder.c" ||
-	die "responder did not compile"
+bench_cert
+bench_responder
 # POST: one query (ID 0, RFC 8484 section 4.1) as the body of every request;
 # neither server caches, so every request is forwarded all the same. GET:
 # $NQUERIES URIs with unique names, cycled through by each connection.
@@ -239,29 +186,6 @@ start_server() {
 	done
 	cat "$log" >&2
 	die "$peer did not start"
-}
-
-stop_server() {
-	local p keep=()
-	stop_pid "$SERVER_PID"
-	for p in "${PIDS[@]}"; do
-		[ "$p" = "$SERVER_PID" ] || keep+=("$p")
-	done
-	PIDS=("${keep[@]}")
-	SERVER_PID=
-}
-
-client() {
-	local p rc=0 q keep=()
-	"$@" &
-	p=$!
-	PIDS+=("$p")
-	wait "$p" || rc=$?
-	for q in "${PIDS[@]}"; do
-		[ "$q" = "$p" ] || keep+=("$q")
-	done
-	PIDS=("${keep[@]}")
-	return "$rc"
 }
 
 # h2load's -d file is the POST body; GET takes the URIs from -i instead.

@@ -30,31 +30,22 @@
 #   DOQ_IDLE_CONNS     idle connections for the memory figure [500]
 set -euo pipefail
 
-HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/.." && pwd)
+# dnsgw from $BUILD unless DNSGW names it
+[ -n "${DNSGW:-}" ] || DNSGW=${BUILD:-$(dirname "$0")/../build}/dnsgw
+. "$(dirname "$0")/common.sh"
 BUILD=${BUILD:-$ROOT/build}
-DNSGW=${DNSGW:-$BUILD/dnsgw}
 CLIENT=$BUILD/tests/tools/doq_client
 PEERS=${BENCH_PEERS:-dnsgw-doq knotd-doq dnsgw-dot}
-SCPU=${BENCH_SERVER_CPU:-0}
-CCPU=${BENCH_CLIENT_CPU:-1}
 CONNS=${DOQ_CONNS:-50}
 STREAMS=${DOQ_STREAMS:-8}
 SECS=${DOQ_SECONDS:-10}
 HS_CONNS=${DOQ_HS_CONNS:-50}
 IDLE=${DOQ_IDLE_CONNS:-500}
 CHROOT=$ROOT/tests/integration/trixie-chroot.sh
-PY=/usr/bin/python3
 NAME=www.example.test
-tool() { "$PY" "$HERE/benchtool.py" "$@"; }
-say() { printf 'doq-bench: %s\n' "$*" >&2; }
-die() { printf 'doq-bench: FAILED: %s\n' "$*" >&2; exit 1; }
 
-for t in taskset openssl cc; do
-	command -v "$t" >/dev/null || die "$t missing (run ./deps.sh --bench)"
-done
-[ -x "$CLIENT" ] && [ -x "$DNSGW" ] ||
-	die "build first (cmake --build $BUILD), or set BUILD / DNSGW"
+bench_start doq taskset openssl cc
+[ -x "$CLIENT" ] || die "$CLIENT not built (cmake --build $BUILD), or set BUILD"
 case " $PEERS " in *" dnsgw-dot "*)
 	command -v dnsperf >/dev/null || die "dnsperf missing (./deps.sh --bench)";;
 esac
@@ -64,36 +55,12 @@ case " $PEERS " in *" knotd-doq "*)
 		PEERS=${PEERS//knotd-doq/}
 	fi;;
 esac
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-
-TMP=$(mktemp -d /tmp/dnsgw-doqbench.XXXXXX)
-OUT=$HERE/out/$(date +%Y%m%d-%H%M%S)-doq
-mkdir -p "$OUT"
-PIDS=()
-stop_pid() {
-	kill -TERM "$1" 2>/dev/null || return 0
-	for _ in $(seq 50); do
-		kill -0 "$1" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$1" 2>/dev/null || true
-	wait "$1" 2>/dev/null || true
-}
-cleanup() {
-	local p
-	for p in "${PIDS[@]}"; do stop_pid "$p"; done
-	[ -n "${KDIR:-}" ] && rm -rf "$KDIR"
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_nofile $((IDLE + 200))
+bench_cleanup_extra() { [ -z "${KDIR:-}" ] || rm -rf "$KDIR"; }
 
 read -r UP DOQ DOT KNOT <<<"$(tool ports 4)"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-	-keyout "$TMP/key.pem" -out "$TMP/cert.pem" -days 2 -subj /CN=bench.test \
-	-addext subjectAltName=DNS:bench.test,IP:127.0.0.1 2>/dev/null ||
-	die "openssl could not make a certificate"
-cc -O2 -Wall -o "$TMP/responder" "$HERE/responder.c" || die "responder"
+bench_cert
+bench_responder
 taskset -c "$CCPU" "$TMP/responder" "$UP" &
 PIDS+=($!)
 

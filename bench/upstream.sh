@@ -24,51 +24,17 @@
 #   BENCH_CLIENT_CPU    core of dnsperf and unbound [1]
 set -euo pipefail
 
-HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/.." && pwd)
-DNSGW=${DNSGW:-$ROOT/build/dnsgw}
 PEERS=${BENCH_PEERS:-dnsgw dnsdist}
 UPS=${BENCH_UPSTREAMS:-tcp tls}
 SECS=${BENCH_SECS:-10}
 CONNS=${BENCH_CONNS:-20}
 OUTST=${BENCH_OUTSTANDING:-500}
-SCPU=${BENCH_SERVER_CPU:-0}
-CCPU=${BENCH_CLIENT_CPU:-1}
-PY=/usr/bin/python3
-tool() { "$PY" "$HERE/benchtool.py" "$@"; }
-say() { printf 'bench: %s\n' "$*"; }
-die() { printf 'bench: FAILED: %s\n' "$*" >&2; exit 1; }
+. "$(dirname "$0")/common.sh"
 
-for t in dnsperf taskset openssl unbound ss; do
-	command -v "$t" >/dev/null || die "$t missing (run ./deps.sh --bench)"
-done
-[ -x "$DNSGW" ] || die "$DNSGW not built"
-
-TMP=$(mktemp -d /tmp/dnsgw-upbench.XXXXXX)
-OUT=$HERE/out/up-$(date +%Y%m%d-%H%M%S)
-mkdir -p "$OUT"
-PIDS=()
-stop_pid() {
-	kill -TERM "$1" 2>/dev/null || return 0
-	for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-	kill -KILL "$1" 2>/dev/null || true
-	wait "$1" 2>/dev/null || true
-}
-cleanup() {
-	local p
-	for p in "${PIDS[@]}"; do stop_pid "$p"; done
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_start up dnsperf taskset openssl unbound ss
 
 read -r UP_PORT UP_TLS DOT_PORT PLAIN_PORT <<<"$(tool ports 4)"
-CERT=$TMP/cert.pem
-KEY=$TMP/key.pem
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-	-keyout "$KEY" -out "$CERT" -days 2 -subj /CN=bench.test \
-	-addext subjectAltName=DNS:bench.test,IP:127.0.0.1 2>/dev/null ||
-	die "openssl could not make a certificate"
+bench_cert
 tool queries "$TMP/queries.txt" 300000
 
 cat >"$TMP/unbound.conf" <<EOF
@@ -144,13 +110,6 @@ EOF
 	SERVER_PID=$!
 	PIDS+=("$SERVER_PID")
 	tool wait-dot "$DOT_PORT" "$CERT" 15 || { cat "$log" >&2; die "$peer did not start"; }
-}
-
-stop_server() {
-	local p keep=()
-	stop_pid "$SERVER_PID"
-	for p in "${PIDS[@]}"; do [ "$p" = "$SERVER_PID" ] || keep+=("$p"); done
-	PIDS=("${keep[@]}")
 }
 
 # Peak of established connections from the server process to the upstream.
