@@ -293,6 +293,17 @@ static void scheme_list(char *out, size_t outlen, bool upstream)
 	}
 }
 
+bool gw_endpoints_differ(const gw_endpoint_t *a, unsigned na,
+			 const gw_endpoint_t *b, unsigned nb)
+{
+	if (na != nb)
+		return true;
+	for (unsigned i = 0; i < na; i++)
+		if (a[i].proto != b[i].proto || strcmp(a[i].url, b[i].url))
+			return true;
+	return false;
+}
+
 int gw_endpoint_parse(const char *url, bool upstream, gw_endpoint_t *ep,
 		      char *err, size_t errlen)
 {

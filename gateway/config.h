@@ -237,6 +237,9 @@ void gw_conf_defaults(gw_conf_t *c);
  */
 int gw_endpoint_parse(const char *url, bool upstream, gw_endpoint_t *ep,
 		      char *err, size_t errlen);
+/* True when two endpoint lists differ in length, order, scheme or URL. */
+bool gw_endpoints_differ(const gw_endpoint_t *a, unsigned na,
+			 const gw_endpoint_t *b, unsigned nb);
 
 /*
  * The whole precedence chain: defaults, then -c FILE (if given), then the

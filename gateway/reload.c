@@ -219,17 +219,6 @@ static void add_name(char *list, size_t len, const char *name)
 	snprintf(list + n, len - n, "%s%s", n ? "," : "", name);
 }
 
-static bool endpoints_differ(const gw_endpoint_t *a, unsigned na,
-			     const gw_endpoint_t *b, unsigned nb)
-{
-	if (na != nb)
-		return true;
-	for (unsigned i = 0; i < na; i++)
-		if (a[i].proto != b[i].proto || strcmp(a[i].url, b[i].url))
-			return true;
-	return false;
-}
-
 /* The ACL part of the policy: read at every check (gateway/policy.c), so
  * a worker can switch to a configuration where it differs. */
 static void copy_acls(gw_policy_conf_t *dst, const gw_policy_conf_t *src)
@@ -296,7 +285,7 @@ unsigned gw_reload_plan(const gw_conf_t *c, const gw_conf_t *n, char *restart,
 	tmp.limits = n->limits;
 	tmp.limits.max_conns = c->limits.max_conns;
 	tmp.limits.max_conns_per_client = c->limits.max_conns_per_client;
-	if (endpoints_differ(c->listen, c->n_listen, n->listen, n->n_listen))
+	if (gw_endpoints_differ(c->listen, c->n_listen, n->listen, n->n_listen))
 		add_name(restart, restartlen, "listen");
 	if (strcmp(c->cert_file, n->cert_file) ||
 	    strcmp(c->key_file, n->key_file))

@@ -359,13 +359,9 @@ static void free_certs_array(gw_certs_t **set, unsigned n)
 
 bool gw_worker_upstreams_differ(const gw_conf_t *a, const gw_conf_t *b)
 {
-	if (a->n_upstream != b->n_upstream)
-		return true;
-	for (unsigned i = 0; i < a->n_upstream; i++)
-		if (a->upstream[i].proto != b->upstream[i].proto ||
-		    strcmp(a->upstream[i].url, b->upstream[i].url))
-			return true;
-	return memcmp(&a->up, &b->up, sizeof(a->up)) != 0;
+	return gw_endpoints_differ(a->upstream, a->n_upstream, b->upstream,
+				   b->n_upstream) ||
+	       memcmp(&a->up, &b->up, sizeof(a->up)) != 0;
 }
 
 /* Tells the main thread the oldest generation this worker still reads
