@@ -48,23 +48,58 @@ static void on_clock(struct ev_loop *loop, ev_check *c, int revents)
 	w->now = gw_clock_monotonic();
 }
 
-static int bind_listener(const gw_endpoint_t *ep, char *err, size_t errlen)
+/* A socket of ep's type and family; v6 listeners are IPv6-only. */
+static int listener_socket(const gw_endpoint_t *ep, int type)
+{
+	int fd = socket(ep->addr.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC,
+			0);
+	int one = 1;
+
+	/* Stream listeners rebind over their TIME_WAIT connections after a
+	 * restart. Datagram sockets have no TIME_WAIT, and SO_REUSEADDR on
+	 * them would let any other socket that sets it too (a resolver
+	 * client's random source port, say) bind the same port and take the
+	 * datagrams meant for us. */
+	if (fd >= 0 && type == SOCK_STREAM &&
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0) {
+		close(fd);
+		return -1;
+	}
+	if (fd >= 0 && ep->addr.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	return fd;
+}
+
+/* first: the first worker's bind of ep. It binds a probe without
+ * SO_REUSEPORT first, so an address another process holds - a second dnsgw
+ * started by mistake included - fails with EADDRINUSE instead of being
+ * shared, with the kernel splitting clients between the two. */
+static int bind_listener(const gw_endpoint_t *ep, bool first, char *err,
+			 size_t errlen)
 {
 	int type = ep->proto == GW_PROTO_UDP || ep->proto == GW_PROTO_DOQ
 			   ? SOCK_DGRAM
 			   : SOCK_STREAM;
-	int fd = socket(ep->addr.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC,
-			0);
-	if (fd < 0)
-		goto fail;
-	int one = 1;
+	int one = 1, fd = -1;
+
+	if (first) {
+		int probe = listener_socket(ep, type);
+		if (probe < 0)
+			goto fail;
+		int r = bind(probe, (const struct sockaddr *)&ep->addr,
+			     ep->addrlen);
+		int e = errno;
+		close(probe);
+		errno = e;
+		if (r < 0)
+			goto fail;
+	}
 	/* Every worker binds the same address; the kernel spreads clients
 	 * over them by 4-tuple hash. */
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	fd = listener_socket(ep, type);
+	if (fd < 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
 		goto fail;
-	if (ep->addr.ss_family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 	if (bind(fd, (const struct sockaddr *)&ep->addr, ep->addrlen) < 0)
 		goto fail;
 	/* listen() here, on the main thread, so "ready" means accepting */
@@ -191,7 +226,7 @@ int gw_worker_init(gw_worker_t *w, unsigned id, const gw_conf_t *conf,
 		/* the DoT listener of a shared port owns the socket */
 		bool shared = ep->proto == GW_PROTO_DOH &&
 			      gw_conf_shared_port(conf, i) >= 0;
-		int fd = shared ? -1 : bind_listener(ep, err, errlen);
+		int fd = shared ? -1 : bind_listener(ep, id == 0, err, errlen);
 		if (fd < 0 && !shared)
 			return fd;
 		gw_listener_t *l = &w->listeners[w->n_listeners++];

@@ -266,6 +266,42 @@ def test_port_in_use(s):
 
 
 @suite.case
+def test_second_gateway_refused(s):
+    """An address a running gateway holds is in use for a second one (no
+    silent SO_REUSEPORT sharing), and a foreign socket that sets
+    SO_REUSEADDR cannot share its UDP port (as a resolver client's random
+    source port once did, answering its own query); the first keeps
+    serving."""
+    import errno
+    import socket
+    u = unbound(s)
+    cert, key = certs(s)
+    g = G.Gateway(s.binary, ['udp://127.0.0.1:%d' % u.port], dot=True, dns=True,
+                  cert=cert, key=key)
+    s.stoppers.append(g)
+    g.start()
+    for url in g.listen:
+        r = dnsgw(s, '--listen', url, '--upstream', 'udp://127.0.0.1:%d' % u.port,
+                  '--cert', cert, '--key', key, '--threads', '1', timeout=10)
+        check(r.rc not in (0, 'timeout'), 'second gateway started on %s' % url,
+              r.describe())
+        check(url in r.err and 'in use' in r.err, 'the busy address is not named',
+              r.describe())
+    for family in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        t = socket.socket(socket.AF_INET, family)
+        t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            t.bind(('127.0.0.1', g.dns))
+            check(False, 'a SO_REUSEADDR socket (%s) shares port %d' % (family, g.dns))
+        except OSError as e:
+            check(e.errno == errno.EADDRINUSE, 'bind: %s' % e)
+        finally:
+            t.close()
+    G.expect_answer(G.dig(g.dns, 'www.example.test', extra=['+notcp']), ['192.0.2.10'])
+    G.expect_answer(G.kdig(g.dot, 'www.example.test', tls=True), ['192.0.2.10'])
+
+
+@suite.case
 def test_generated_self_signed_cert(s):
     u = unbound(s)
     g = G.Gateway(s.binary, ['udp://127.0.0.1:%d' % u.port], dot=True)
