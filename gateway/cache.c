@@ -187,14 +187,23 @@ void gw_cache_free(gw_cache_t *c)
 {
 	if (!c)
 		return;
+	gw_cache_clear(c);
+	free(c->buckets);
+	free(c);
+}
+
+void gw_cache_clear(gw_cache_t *c)
+{
 	struct entry *e = c->head;
 	while (e) {
 		struct entry *n = e->next;
 		free(e);
 		e = n;
 	}
-	free(c->buckets);
-	free(c);
+	memset(c->buckets, 0, c->n_buckets * sizeof(*c->buckets));
+	c->head = c->tail = NULL;
+	c->st.entries = 0;
+	c->st.bytes = 0;
 }
 
 void gw_cache_stats(const gw_cache_t *c, gw_cache_stats_t *out)

@@ -120,6 +120,9 @@ int gw_cache_lookup_stale(gw_cache_t *c, const gw_cache_key_t *k, double now,
 int gw_cache_insert(gw_cache_t *c, const gw_cache_key_t *k,
 		    const uint8_t *msg, size_t len, double now);
 
+/* Drops every entry (the counters stay; the gauges go to 0). */
+void gw_cache_clear(gw_cache_t *c);
+
 /* Copies the counters into out. */
 void gw_cache_stats(const gw_cache_t *c, gw_cache_stats_t *out);
 

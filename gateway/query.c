@@ -246,7 +246,9 @@ void gw_query_cancel(gw_query_t *q)
 void gw_query_answer(gw_query_t *q, const uint8_t *msg, size_t len)
 {
 	gw_cache_key_t k;
-	if (cache_key(q, &k))
+	/* An answer from upstreams a reload replaced is served, not kept:
+	 * the cache was emptied for the new ones (gateway/worker.c). */
+	if (q->up_pool == q->worker->pool && cache_key(q, &k))
 		(void)gw_cache_insert(q->worker->cache, &k, msg, len,
 				      gw_worker_now(q->worker));
 	deliver(q, msg, len);

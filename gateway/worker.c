@@ -479,6 +479,11 @@ static void apply_gen(gw_worker_t *w, gw_conf_gen_t *g)
 		w->pool_seq = g->seq;
 		if (!ev_is_active(&w->retire_timer))
 			ev_timer_again(w->loop, &w->retire_timer);
+		/* answers of the old upstreams are not the new ones' (a
+		 * filtering resolver put in, say): start empty, as Unbound's
+		 * reload does */
+		if (w->cache)
+			gw_cache_clear(w->cache);
 		gw_log(GW_LOG_DEBUG, "reload", "worker switched upstreams",
 		       "worker", id, "generation", seq, NULL);
 	}

@@ -548,7 +548,8 @@ def answers_from(port, name, n=12):
 @suite.case(timeout=120)
 def test_sighup_switches_upstreams(s):
     """SIGHUP with another upstream list: new queries go to the new one in
-    every worker (responder A answers 192.0.2.1, unbound B 192.0.2.10), a
+    every worker (responder A answers 192.0.2.1, unbound B 192.0.2.10) and
+    the cache starts empty, a
     query in flight to slow A at the moment of the reload is still answered
     by A; a bad upstream URL is refused with nothing changed and counted
     in dnsgw_reloads_total{result="failure"}; twenty reloads in a row leave
@@ -560,8 +561,6 @@ def test_sighup_switches_upstreams(s):
                   dns=True, threads=2,
                   config={'log': {'level': 'info'}, 'admin':
                           '127.0.0.1:%d' % admin,
-                          # cached answers would outlive the switch
-                          'cache': {'size_bytes': 0},
                           'upstream': {'timeout_ms': 5000}})
     g.start()
     t = tag()
@@ -594,6 +593,10 @@ def test_sighup_switches_upstreams(s):
     check('m' in res, 'in-flight query lost over the reload: %r' % res)
     check(res['m'].a_records() == ['192.0.2.1'],
           'in-flight query not answered by A: %r' % res['m'])
+    # the cache was emptied with the switch (www was cached from A), and
+    # the late answer of A was not kept
+    again = answers_from(g.dns, slow)
+    check(('192.0.2.1',) not in again, "A's late answer was cached: %r" % again)
     check(reloads_metric(admin, 'success') == ok0 + 1, 'success not counted')
     # the upstream metrics follow the list
     text = metrics_text(admin)

@@ -574,6 +574,42 @@ static void test_cache_replace_same_key(void **state)
 	gw_cache_free(c);
 }
 
+/* gw_cache_clear (an upstream reload): every entry gone, stale ones too,
+ * the counters kept, and the cache usable again at once. */
+static void test_cache_clear(void **state)
+{
+	(void)state;
+	gw_cache_params_t p = params();
+	p.serve_stale = true;
+	gw_cache_t *c = gw_cache_new(&p, 3);
+	gw_cache_key_t k = key_www();
+	gw_cache_key_t other = key_of("mail.example.test", GW_DNS_T_A,
+				      GW_DNS_RD, 0, false, false);
+	uint8_t out[GW_DNS_MAX_MSG];
+	gw_cache_stats_t st;
+	mb_t a;
+
+	answer_a(&a, "www.example.test", 300);
+	assert_int_equal(gw_cache_insert(c, &k, a.b, a.n, 0), 0);
+	answer_a(&a, "mail.example.test", 300);
+	assert_int_equal(gw_cache_insert(c, &other, a.b, a.n, 0), 0);
+	assert_true(gw_cache_lookup(c, &k, 1, out, sizeof(out)) > 0);
+	gw_cache_clear(c);
+	gw_cache_stats(c, &st);
+	assert_int_equal(st.entries, 0);
+	assert_int_equal(st.bytes, 0);
+	assert_int_equal(st.inserts, 2);
+	assert_int_equal(st.hits, 1);
+	assert_int_equal(gw_cache_lookup(c, &k, 1, out, sizeof(out)),
+			 GW_EAGAIN);
+	assert_int_equal(gw_cache_lookup_stale(c, &other, 1, out, sizeof(out)),
+			 GW_EAGAIN);
+	answer_a(&a, "www.example.test", 300);
+	assert_int_equal(gw_cache_insert(c, &k, a.b, a.n, 2), 0);
+	assert_true(gw_cache_lookup(c, &k, 2, out, sizeof(out)) > 0);
+	gw_cache_free(c);
+}
+
 static void test_cache_eviction_bound_and_lru(void **state)
 {
 	(void)state;
@@ -729,6 +765,7 @@ int main(void)
 		cmocka_unit_test(test_cache_uncacheable_answers),
 		cmocka_unit_test(test_cache_strips_per_client_options),
 		cmocka_unit_test(test_cache_replace_same_key),
+		cmocka_unit_test(test_cache_clear),
 		cmocka_unit_test(test_cache_eviction_bound_and_lru),
 		cmocka_unit_test(test_cache_serve_stale),
 		cmocka_unit_test(test_cache_name_into_ttl_not_cached),
