@@ -762,6 +762,21 @@ class Gateway:
         except OSError:
             return ''
 
+    def lines_matching(self, pattern):
+        with self.lock:
+            return [l for l in self.lines if re.search(pattern, l)]
+
+    def wait_lines(self, pattern, more_than=0, timeout=5.0):
+        """The lines matching pattern once there are more than more_than of
+        them, or those there are at timeout: a line reaches the reader
+        thread a little after what it logs."""
+        t0 = time.monotonic()
+        while True:
+            found = self.lines_matching(pattern)
+            if len(found) > more_than or time.monotonic() - t0 > timeout:
+                return found
+            time.sleep(0.05)
+
     def log_tail(self, n=25):
         with self.lock:
             return '\n'.join('dnsgw: ' + l for l in self.lines[-n:])

@@ -96,7 +96,7 @@ def test_kdig_quic_answers_on_one_connection(s):
         check(False, 'trixie chroot unavailable (needs root, debootstrap '
               'and the Debian archive): tests/integration/trixie-chroot.sh')
     g = gw(s)
-    before = sum('connection freed' in l for l in g.lines)
+    before = len(g.lines_matching('connection freed'))
     rc, out = Q.kdig_quic(g.doq, ['+keepopen', 'one.example.test', 'A',
                                   'two.example.test', 'AAAA',
                                   'three.example.test', 'A'])
@@ -108,7 +108,7 @@ def test_kdig_quic_answers_on_one_connection(s):
           'wrong answers %s' % ans, out)
     check(out.count('(QUIC)') == 3, 'not three QUIC answers', out)
     wait_baseline(g)
-    after = sum('connection freed' in l for l in g.lines)
+    after = len(g.wait_lines('connection freed', before))
     check(after - before == 1, 'kdig used %d connections, want 1' %
           (after - before))
 
@@ -200,14 +200,14 @@ def test_alpn_other_than_doq_refused(s):
 def cancel_case(case):
     def fn(s):
         g = gw(s)
-        n0 = sum('query abandoned' in l for l in g.lines)
+        n0 = len(g.lines_matching('query abandoned'))
         r = one(s, g, case)
         codes = [(x['kind'], x['code']) for x in r['resets']
                  if x['stream'] == 0]
         check(('reset', DOQ_REQUEST_CANCELLED) in codes,
               'stream 0 not reset with DOQ_REQUEST_CANCELLED: %s' % r)
         check(r['answers'] == 1, 'second query not answered: %s' % r)
-        n1 = sum('query abandoned' in l for l in g.lines)
+        n1 = len(g.wait_lines('query abandoned', n0))
         check(n1 > n0, 'the slow query was not abandoned', g.log_tail())
         wait_baseline(g)
     fn.__name__ = 'test_%s_cancels_the_query' % case.replace('-', '_')

@@ -86,10 +86,6 @@ class PolicyGateway(G.Gateway):
         return lambda t, r: M.val(ms, 'dnsgw_refusals_total', transport=t,
                                   reason=r)
 
-    def lines_matching(self, pattern):
-        with self.lock:
-            return [l for l in self.lines if re.search(pattern, l)]
-
     def _reader(self):
         # as G.Gateway's, but "ready" is also seen in log.format json
         for raw in self.proc.stderr:

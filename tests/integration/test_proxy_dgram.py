@@ -71,10 +71,6 @@ class ProxyGateway(G.Gateway):
             json.dump(conf, f)
         return [self.binary, '-c', self.config_path] + self.extra_args
 
-    def lines_matching(self, pattern):
-        with self.lock:
-            return [l for l in self.lines if re.search(pattern, l)]
-
     def logged(self, qname):
         """(client, transport) of each query-log line for qname."""
         out = []
