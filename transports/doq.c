@@ -9,11 +9,15 @@
  *             -> ngtcp2_conn_read_pkt() -> stream callbacks -> doq_stream rx
  *             -> gw_query_start()
  * Sending:    on_answer() -> framed answer kept on the stream until the
- *             stream closes -> conn_write(): ngtcp2_conn_writev_stream()
- *             into the worker's batch -> sendmmsg (GSO when offered)
+ *             stream closes; the connection is queued (gw_worker_flush)
+ *             -> before the loop waits, conn_write():
+ *             ngtcp2_conn_writev_stream() into the worker's batch ->
+ *             sendmmsg (GSO when offered)
  *
  * Nothing is written from inside an ngtcp2 callback: callbacks only record
- * state, and the code that called into ngtcp2 writes afterwards.
+ * state. Reads and answers queue the connection, so what one loop
+ * iteration brings (a batch of datagrams, a batch of upstream answers)
+ * leaves in shared packets; timers and closes write at once.
  */
 #include "doq.h"
 
@@ -23,6 +27,7 @@
 #include <netinet/udp.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,7 +128,9 @@ struct doq_conn {
 	bool over_cap;      /* finish the handshake, then EXCESSIVE_LOAD */
 	bool handshake_done;
 	bool in_ngtcp2;     /* inside a call into ngtcp2: do not write */
-	bool want_write;
+	/* packets are written once per loop iteration (gw_worker_flush), so
+	 * the answers and ACKs of one iteration share packets and sends */
+	gw_flush_t flush;
 	bool closing;       /* CONNECTION_CLOSE sent: closing period */
 	bool draining;      /* peer closed: draining period */
 	bool freeing;       /* free at the next timer callback */
@@ -436,18 +443,10 @@ static void doq_on_answer(gw_query_t *q, const uint8_t *msg, size_t len)
 						    GW_DOQ_INTERNAL_ERROR);
 			st->done = true;
 		}
-		c->want_write = true;
-		goto out;
+	} else {
+		st->out_len = len + 2;
 	}
-	st->out_len = len + 2;
-	c->want_write = true;
-out:
-	/* Answers from upstreams arrive outside ngtcp2: write now. Local
-	 * answers arrive inside recv_stream_data: the reader writes. */
-	if (!c->in_ngtcp2) {
-		conn_write(c);
-		conn_update(c);
-	}
+	gw_worker_flush(c->srv->w, &c->flush);
 }
 
 static const gw_query_client_ops_t doq_ops = {.on_answer = doq_on_answer};
@@ -681,6 +680,7 @@ static void conn_free(doq_conn_t *c)
 		if (c->cids[i].used)
 			cid_unlink(s, &c->cids[i]);
 	ev_timer_stop(w->loop, &c->timer);
+	gw_worker_flush_cancel(w, &c->flush);
 	if (!c->handshake_done) {
 		s->handshaking--;
 		atomic_fetch_sub(&g_handshaking, 1);
@@ -862,7 +862,6 @@ static void conn_write(doq_conn_t *c)
 
 	if (c->closing || c->draining || c->freeing)
 		return;
-	c->want_write = false;
 	ngtcp2_path_storage_zero(&ps);
 	size_t max = ngtcp2_conn_get_max_tx_udp_payload_size(c->conn);
 	if (max > TX_PKT_MAX)
@@ -964,6 +963,15 @@ static double conn_deadline(doq_conn_t *c, bool *reap)
 	return d;
 }
 
+/* gw_worker_flush: what this loop iteration gave the connection to send
+ * leaves in as few packets and sends as it fills. */
+static void on_flush(gw_flush_t *f)
+{
+	doq_conn_t *c = (doq_conn_t *)((char *)f - offsetof(doq_conn_t, flush));
+	conn_write(c);
+	conn_update(c);
+}
+
 static void conn_update(doq_conn_t *c)
 {
 	gw_worker_t *w = c->srv->w;
@@ -1049,6 +1057,7 @@ static int conn_new(doq_sock_t *k, const ngtcp2_pkt_hd *hd,
 		return GW_ENOMEM;
 	c->srv = s;
 	c->sock = k;
+	c->flush.fn = on_flush;
 	memcpy(&c->remote, remote, remotelen);
 	c->remotelen = remotelen;
 	memcpy(&c->client, client, clientlen);
@@ -1208,8 +1217,8 @@ static void conn_recv(doq_conn_t *c, const uint8_t *data, size_t len,
 		conn_close_app(c, GW_DOQ_EXCESSIVE_LOAD, "connection cap");
 		return;
 	}
-	conn_write(c);
-	conn_update(c);
+	/* ACKs and answers go out once the batch read is done */
+	gw_worker_flush(w, &c->flush);
 }
 
 /* ------------------------------------------------ packets without a conn */
