@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -651,8 +652,94 @@ static int on_stream_close(nghttp2_session *session, int32_t id,
 	return 0;
 }
 
+/*
+ * nghttp2's memory. A session keeps a 16 KiB outbound frame buffer for its
+ * whole life, though an idle connection's frames (SETTINGS, their ACK,
+ * WINDOW_UPDATE) fill a few dozen bytes of it. Allocations this big come
+ * from mmap, so only the pages written become resident: one page of four
+ * for an idle connection, where a malloc'd block reuses memory the TLS
+ * handshake just freed and is resident at once (bench/doh.sh idle). Every
+ * block carries its size in front, which is how free() tells the kinds
+ * apart.
+ */
+#define H2_HDR 16 /* keeps malloc's 16-byte alignment */
+#define H2_MMAP_MIN 8192
+
+static void *h2_malloc(size_t n, void *ud)
+{
+	uint8_t *p;
+
+	(void)ud;
+	if (n > SIZE_MAX - H2_HDR)
+		return NULL;
+	if (n >= H2_MMAP_MIN) {
+		p = mmap(NULL, n + H2_HDR, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			return NULL;
+	} else if (!(p = malloc(n + H2_HDR))) {
+		return NULL;
+	}
+	memcpy(p, &n, sizeof(n));
+	return p + H2_HDR;
+}
+
+static size_t h2_size(void *ptr)
+{
+	size_t n;
+	memcpy(&n, (uint8_t *)ptr - H2_HDR, sizeof(n));
+	return n;
+}
+
+static void h2_free(void *ptr, void *ud)
+{
+	(void)ud;
+	if (!ptr)
+		return;
+	size_t n = h2_size(ptr);
+	if (n >= H2_MMAP_MIN)
+		munmap((uint8_t *)ptr - H2_HDR, n + H2_HDR);
+	else
+		free((uint8_t *)ptr - H2_HDR);
+}
+
+static void *h2_calloc(size_t nmemb, size_t size, void *ud)
+{
+	if (size && nmemb > SIZE_MAX / size)
+		return NULL;
+	size_t n = nmemb * size;
+	void *p = h2_malloc(n, ud);
+	if (p && n < H2_MMAP_MIN) /* mapped pages come zeroed */
+		memset(p, 0, n);
+	return p;
+}
+
+static void *h2_realloc(void *ptr, size_t n, void *ud)
+{
+	if (!ptr)
+		return h2_malloc(n, ud);
+	size_t old = h2_size(ptr);
+	if (old < H2_MMAP_MIN && n < H2_MMAP_MIN) {
+		uint8_t *p = realloc((uint8_t *)ptr - H2_HDR, n + H2_HDR);
+		if (!p)
+			return NULL;
+		memcpy(p, &n, sizeof(n));
+		return p + H2_HDR;
+	}
+	void *q = h2_malloc(n, ud);
+	if (!q)
+		return NULL;
+	memcpy(q, ptr, old < n ? old : n);
+	h2_free(ptr, ud);
+	return q;
+}
+
 static int h2_start(doh_conn_t *c)
 {
+	nghttp2_mem mem = {.malloc = h2_malloc,
+			   .free = h2_free,
+			   .calloc = h2_calloc,
+			   .realloc = h2_realloc};
 	nghttp2_session_callbacks *cb;
 	nghttp2_option *opt;
 	int r;
@@ -676,7 +763,7 @@ static int h2_start(doh_conn_t *c)
 	nghttp2_option_set_max_continuations(opt, MAX_CONTINUATIONS);
 	nghttp2_option_set_stream_reset_rate_limit(opt, RST_BURST, RST_RATE);
 	nghttp2_option_set_no_closed_streams(opt, 1);
-	r = nghttp2_session_server_new2(&c->h2, cb, c, opt);
+	r = nghttp2_session_server_new3(&c->h2, cb, c, opt, &mem);
 	nghttp2_option_del(opt);
 	nghttp2_session_callbacks_del(cb);
 	if (r != 0)
