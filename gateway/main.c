@@ -278,9 +278,14 @@ int main(int argc, char **argv)
 		rc = EXIT_RUNTIME;
 		goto out;
 	}
+	/* the first worker resolves upstream host names; the others take
+	 * its addresses */
+	gw_up_seed_t seed;
 	for (unsigned i = 0; i < conf.threads; i++) {
-		int r = gw_worker_init(&workers[i], i, &conf, certs, cl, err,
-				       sizeof(err));
+		int r = gw_worker_init(&workers[i], i, &conf, certs, cl,
+				       i ? &seed : NULL, err, sizeof(err));
+		if (r == 0 && i == 0)
+			gw_up_pool_seed(workers[0].pool, &seed);
 		if (r < 0) {
 			fprintf(stderr, "dnsgw: %s\n", err);
 			rc = r == GW_ECONFIG ? EXIT_CONFIG : EXIT_BIND;

@@ -349,7 +349,8 @@ static void free_old_generations(gw_reload_t *r)
  * a pool made on a loop of its own (protocols, TLS names or pins, the CA
  * file, host names resolved through the bootstrap resolver), then freed.
  * 0, or GW_ECONFIG with the reason in err. */
-static int check_upstreams(const gw_conf_t *n, char *err, size_t errlen)
+static int check_upstreams(const gw_conf_t *n, gw_up_seed_t *seed, char *err,
+			   size_t errlen)
 {
 	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
 	if (!loop) {
@@ -357,6 +358,8 @@ static int check_upstreams(const gw_conf_t *n, char *err, size_t errlen)
 		return GW_ENOMEM;
 	}
 	gw_up_pool_t *p = gw_up_pool_new(loop, n, err, errlen);
+	if (p)
+		gw_up_pool_seed(p, seed); /* the workers take these */
 	gw_up_pool_free(p);
 	ev_loop_destroy(loop);
 	return p ? 0 : GW_ECONFIG;
@@ -395,7 +398,8 @@ static int wait_workers(gw_reload_t *r, unsigned seq)
  * every worker to switch to in its own thread. Becomes live even when a
  * worker cannot switch (r->incomplete then: the next reload hands it out
  * again). 0 or a negative code (GW_ENOSPC/GW_ENOMEM: nothing changed). */
-static int new_generation(gw_reload_t *r, const gw_conf_t *n, unsigned plan)
+static int new_generation(gw_reload_t *r, const gw_conf_t *n, unsigned plan,
+			  const gw_up_seed_t *seed)
 {
 	free_old_generations(r);
 	if (r->n_gens == GW_RELOAD_MAX_GENERATIONS)
@@ -405,6 +409,7 @@ static int new_generation(gw_reload_t *r, const gw_conf_t *n, unsigned plan)
 		return GW_ENOMEM;
 	g->conf = *live_conf(r);
 	apply_parts(&g->conf, n, plan);
+	g->seed = *seed;
 	g->seq = ++r->seq;
 	r->gens[r->n_gens++] = g;
 	r->live = &g->conf;
@@ -439,10 +444,11 @@ int gw_reload_config(gw_reload_t *r)
 		return GW_ECONFIG;
 	}
 	unsigned plan = gw_reload_plan(c, n, restart, sizeof(restart));
+	gw_up_seed_t seed = {0}; /* what check_upstreams resolved */
 
 	/* New upstreams are checked before anything changes. */
 	if ((plan & GW_RELOAD_UPSTREAM) &&
-	    check_upstreams(n, err, sizeof(err)) < 0) {
+	    check_upstreams(n, &seed, err, sizeof(err)) < 0) {
 		count(GW_RELOAD_CONFIG, false);
 		gw_log(GW_LOG_ERROR, "reload",
 		       "configuration reload failed, nothing changed", "error",
@@ -455,7 +461,7 @@ int gw_reload_config(gw_reload_t *r)
 	 * (copied from the live one) that every worker switches to. A worker
 	 * that could not switch last time gets another go. */
 	if (plan || r->incomplete) {
-		int e = new_generation(r, n, plan);
+		int e = new_generation(r, n, plan, &seed);
 		if (e == GW_ENOSPC || e == GW_ENOMEM) {
 			count(GW_RELOAD_CONFIG, false);
 			gw_log(GW_LOG_ERROR, "reload",

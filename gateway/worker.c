@@ -154,8 +154,8 @@ int gw_conf_shared_port(const gw_conf_t *c, unsigned i)
 static void on_flush(struct ev_loop *loop, ev_prepare *p, int revents);
 
 int gw_worker_init(gw_worker_t *w, unsigned id, const gw_conf_t *conf,
-		   gw_certs_t *const *certs, gw_connlimit_t *cl, char *err,
-		   size_t errlen)
+		   gw_certs_t *const *certs, gw_connlimit_t *cl,
+		   const gw_up_seed_t *seed, char *err, size_t errlen)
 {
 	memset(w, 0, sizeof(*w));
 	w->id = id;
@@ -180,7 +180,7 @@ int gw_worker_init(gw_worker_t *w, unsigned id, const gw_conf_t *conf,
 	ev_check_start(w->loop, &w->clock_watcher);
 	ev_unref(w->loop);
 
-	w->pool = gw_up_pool_new(w->loop, conf, err, errlen);
+	w->pool = gw_up_pool_new_seeded(w->loop, conf, seed, err, errlen);
 	if (!w->pool)
 		return GW_ECONFIG;
 	if (gw_policy_check_conf(conf, err, errlen) < 0)
@@ -193,7 +193,7 @@ int gw_worker_init(gw_worker_t *w, unsigned id, const gw_conf_t *conf,
 	if (conf->cache.size_bytes > 0) {
 		/* The configured size is for the process: each worker has
 		 * its own cache (no locks), so each gets an equal share. */
-		uint64_t seed = 0;
+		uint64_t key = 0;
 		gw_cache_params_t cp = {
 			.max_bytes = conf->cache.size_bytes /
 				     (conf->threads ? conf->threads : 1),
@@ -203,11 +203,11 @@ int gw_worker_init(gw_worker_t *w, unsigned id, const gw_conf_t *conf,
 			.serve_stale = conf->cache.serve_stale,
 			.stale_ttl = conf->cache.stale_ttl,
 		};
-		if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
-			seed = (uint64_t)gw_clock_monotonic() * 1000003u ^ id;
+		if (getrandom(&key, sizeof(key), 0) != sizeof(key))
+			key = (uint64_t)gw_clock_monotonic() * 1000003u ^ id;
 		if (cp.max_bytes == 0)
 			cp.max_bytes = 1;
-		w->cache = gw_cache_new(&cp, seed);
+		w->cache = gw_cache_new(&cp, key);
 		if (!w->cache) {
 			snprintf(err, errlen, "cannot create the cache");
 			return GW_ENOMEM;
@@ -447,8 +447,8 @@ static void apply_gen(gw_worker_t *w, gw_conf_gen_t *g)
 	snprintf(id, sizeof(id), "%u", w->id);
 	snprintf(seq, sizeof(seq), "%u", g->seq);
 	if (gw_worker_upstreams_differ(gw_up_pool_conf(w->pool), nc)) {
-		gw_up_pool_t *np =
-		    gw_up_pool_new(w->loop, nc, err, sizeof(err));
+		gw_up_pool_t *np = gw_up_pool_new_seeded(w->loop, nc, &g->seed,
+							  err, sizeof(err));
 		struct gw_retired_pool *r = np ? malloc(sizeof(*r)) : NULL;
 		if (!r) {
 			if (np) {

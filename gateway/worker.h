@@ -38,6 +38,9 @@ typedef struct gw_flush {
 typedef struct gw_conf_gen {
 	gw_conf_t conf;
 	unsigned seq;
+	/* its upstreams' host names as the main thread's check resolved them:
+	 * workers take them without a lookup of their own */
+	gw_up_seed_t seed;
 } gw_conf_gen_t;
 
 /* A stream front-end's handler for one admitted connection: it owns fd and
@@ -136,12 +139,14 @@ double gw_clock_monotonic(void);
 /*
  * Binds every listener of conf for this worker (SO_REUSEPORT, so each worker
  * binds the same addresses). certs[i] is the TLS context of conf->listen[i]
- * (NULL for cleartext listeners). On failure writes "URL: reason" to err
- * and returns a negative error. Borrows conf, certs and connlimit.
+ * (NULL for cleartext listeners). seed: upstream host names already
+ * resolved (gw_up_pool_seed of another worker's pool), or NULL to resolve
+ * them here. On failure writes "URL: reason" to err and returns a negative
+ * error. Borrows conf, certs and connlimit.
  */
 int gw_worker_init(gw_worker_t *w, unsigned id, const gw_conf_t *conf,
-		   gw_certs_t *const *certs, gw_connlimit_t *cl, char *err,
-		   size_t errlen);
+		   gw_certs_t *const *certs, gw_connlimit_t *cl,
+		   const gw_up_seed_t *seed, char *err, size_t errlen);
 /* For a dot:// or doh:// listener i, the index of a doh:// or dot://
  * listener on the same address and port (one TLS port serving both), or -1.
  */

@@ -194,13 +194,16 @@ const struct sockaddr *gw_up_pool_addr(gw_up_pool_t *p, unsigned i,
 				       socklen_t *len);
 
 /* Bootstrap resolution of host names in upstream URLs (bootstrap.c).
- * gw_up_boot_new() resolves every such name once, blocking (start-up), via
+ * gw_up_boot_new() resolves every such name once, blocking (start-up; a
+ * name the seed has an address for is taken from it instead), via
  * upstream.bootstrap (default: the first nameserver of /etc/resolv.conf),
  * and re-resolves each when its TTL runs out without blocking the loop.
  * NULL without err[0] when no upstream needs it; NULL with err on failure. */
 typedef struct gw_up_boot gw_up_boot_t;
-gw_up_boot_t *gw_up_boot_new(gw_up_pool_t *p, char *err, size_t errlen);
+gw_up_boot_t *gw_up_boot_new(gw_up_pool_t *p, const gw_up_seed_t *seed,
+			      char *err, size_t errlen);
 void gw_up_boot_free(gw_up_boot_t *b);
+void gw_up_boot_seed(const gw_up_boot_t *b, gw_up_seed_t *out);
 const struct sockaddr *gw_up_boot_addr(const gw_up_boot_t *b, unsigned i,
 				       socklen_t *len);
 

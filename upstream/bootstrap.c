@@ -424,7 +424,8 @@ static int resolv_server(struct sockaddr_storage *ss, socklen_t *len)
 	return r;
 }
 
-gw_up_boot_t *gw_up_boot_new(gw_up_pool_t *p, char *err, size_t errlen)
+gw_up_boot_t *gw_up_boot_new(gw_up_pool_t *p, const gw_up_seed_t *seed,
+			      char *err, size_t errlen)
 {
 	const gw_conf_t *conf = gw_up_pool_conf(p);
 	gw_up_boot_t *b;
@@ -468,6 +469,13 @@ gw_up_boot_t *gw_up_boot_new(gw_up_pool_t *p, char *err, size_t errlen)
 		if (conf->upstream[i].addrlen)
 			continue;
 		e->used = true;
+		if (seed && seed->e[i].addrlen) {
+			memcpy(&e->addr, &seed->e[i].addr, seed->e[i].addrlen);
+			e->addrlen = seed->e[i].addrlen;
+			arm(e, seed->e[i].ttl > TTL_MIN ? seed->e[i].ttl
+							: TTL_MIN);
+			continue;
+		}
 		r = ask_blocking(e, 1, &ttl);
 		if (r == GW_EAGAIN)
 			r = ask_blocking(e, 28, &ttl);
@@ -483,6 +491,23 @@ gw_up_boot_t *gw_up_boot_new(gw_up_pool_t *p, char *err, size_t errlen)
 		arm(e, clamp_ttl(ttl));
 	}
 	return b;
+}
+
+void gw_up_boot_seed(const gw_up_boot_t *b, gw_up_seed_t *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (unsigned i = 0; b && i < b->conf->n_upstream; i++) {
+		const boot_ent_t *e = &b->ent[i];
+		if (!e->used || !e->addrlen)
+			continue;
+		memcpy(&out->e[i].addr, &e->addr, e->addrlen);
+		out->e[i].addrlen = e->addrlen;
+		/* until the next question (while one is out: its deadline) */
+		out->e[i].ttl = ev_is_active(&e->timer)
+					? ev_timer_remaining(b->loop,
+							     (ev_timer *)&e->timer)
+					: TTL_MIN;
+	}
 }
 
 void gw_up_boot_free(gw_up_boot_t *b)

@@ -701,6 +701,19 @@ static void refuse_client(gw_query_t *q)
 gw_up_pool_t *gw_up_pool_new(struct ev_loop *loop, const gw_conf_t *conf,
 			     char *err, size_t errlen)
 {
+	return gw_up_pool_new_seeded(loop, conf, NULL, err, errlen);
+}
+
+void gw_up_pool_seed(const gw_up_pool_t *p, gw_up_seed_t *out)
+{
+	gw_up_boot_seed(p->boot, out);
+}
+
+gw_up_pool_t *gw_up_pool_new_seeded(struct ev_loop *loop,
+				    const gw_conf_t *conf,
+				    const gw_up_seed_t *seed, char *err,
+				    size_t errlen)
+{
 	gw_up_pool_t *p;
 
 	for (unsigned i = 0; i < conf->n_upstream; i++) {
@@ -755,7 +768,7 @@ gw_up_pool_t *gw_up_pool_new(struct ev_loop *loop, const gw_conf_t *conf,
 		if (!err[0])
 			p->quic = gw_up_quic_new(p, err, errlen);
 		if (!err[0])
-			p->boot = gw_up_boot_new(p, err, errlen);
+			p->boot = gw_up_boot_new(p, seed, err, errlen);
 	}
 	if (!p->conns || err[0]) {
 		gw_up_boot_free(p->boot);

@@ -30,6 +30,27 @@ typedef struct gw_up_pool gw_up_pool_t;
  * against, an unreadable CA file, a name that does not resolve). */
 gw_up_pool_t *gw_up_pool_new(struct ev_loop *loop, const gw_conf_t *conf,
 			     char *err, size_t errlen);
+
+/* The addresses a pool's bootstrap resolver found for the host names of
+ * its upstreams, with the seconds each has left, indexed as conf->upstream
+ * (addrlen 0: a literal address, or nothing known). A pool made from the
+ * same conf with a seed starts with them instead of asking again, so a
+ * name is resolved once per process, not once per worker, and a worker
+ * taking a reload's upstreams never blocks its loop on a lookup (the main
+ * thread's check resolved them). */
+typedef struct gw_up_seed {
+	struct {
+		struct sockaddr_storage addr;
+		socklen_t addrlen;
+		double ttl;
+	} e[GW_CONF_MAX_UPSTREAM];
+} gw_up_seed_t;
+void gw_up_pool_seed(const gw_up_pool_t *p, gw_up_seed_t *out);
+/* gw_up_pool_new with a seed from a pool of the same conf (NULL: none). */
+gw_up_pool_t *gw_up_pool_new_seeded(struct ev_loop *loop,
+				    const gw_conf_t *conf,
+				    const gw_up_seed_t *seed, char *err,
+				    size_t errlen);
 /* Fails every pending query (SERVFAIL) and frees the pool. */
 void gw_up_pool_free(gw_up_pool_t *p);
 

@@ -583,10 +583,13 @@ def test_hostname_url_resolved_through_bootstrap(s):
           'no re-resolution after the TTL', g.log_tail())
     expect_nx(g)
     stop_gw(g)
-    # tls://NAME too, name verified against the certificate
+    # tls://NAME too, name verified against the certificate; two workers,
+    # the second on the first one's address (gw_up_pool_seed): queries
+    # from new sockets reach both
     g = gateway([b.url('tls', name=None, host=HOSTNAME)],
-                up={'bootstrap': '127.0.0.1:%d' % ub.port})
-    expect_www(g)
+                up={'bootstrap': '127.0.0.1:%d' % ub.port}, threads=2)
+    for _ in range(8):
+        expect_www(g, name=fresh())
     stop_gw(g)
 
 

@@ -129,7 +129,7 @@ static void test_reload_certs_validated_then_swapped(void **state)
 	gw_certs_t *first = certs[0];
 	gw_connlimit_t *cl = gw_connlimit_new(10, 10);
 	assert_int_equal(
-	    gw_worker_init(&worker, 0, &conf, certs, cl, err, sizeof(err)), 0);
+	    gw_worker_init(&worker, 0, &conf, certs, cl, NULL, err, sizeof(err)), 0);
 	assert_int_equal(gw_worker_start(&worker), 0);
 	gw_certs_t *live = gw_certs_ref(first); /* a connection's reference */
 
@@ -264,7 +264,7 @@ static void test_reload_config_acl_generation(void **state)
 	certs[0] = gw_certs_selfsigned(alpn, err, sizeof(err));
 	gw_connlimit_t *cl = gw_connlimit_new(10, 10);
 	assert_int_equal(
-	    gw_worker_init(&worker, 0, &conf, certs, cl, err, sizeof(err)), 0);
+	    gw_worker_init(&worker, 0, &conf, certs, cl, NULL, err, sizeof(err)), 0);
 	assert_int_equal(gw_worker_start(&worker), 0);
 
 	char listen[64];
@@ -441,7 +441,7 @@ static void test_reload_config_upstream_and_rates(void **state)
 	certs[0] = gw_certs_selfsigned(alpn, err, sizeof(err));
 	gw_connlimit_t *cl = gw_connlimit_new(10, 10);
 	assert_int_equal(
-	    gw_worker_init(&worker, 0, &conf, certs, cl, err, sizeof(err)), 0);
+	    gw_worker_init(&worker, 0, &conf, certs, cl, NULL, err, sizeof(err)), 0);
 	assert_int_equal(gw_worker_start(&worker), 0);
 	char *envp[] = {NULL};
 	gw_reload_t r = {.conf = &conf,

@@ -1583,6 +1583,55 @@ static void multi_run(multi_t *m, double limit)
 	ev_timer_stop(m->loop, &guard);
 }
 
+/* A seed stands in for the bootstrap lookup of a host name: with the
+ * bootstrap resolver unreachable the pool is refused; with a seed it starts
+ * on the seed's address, and exports it with the time left. */
+static void test_upstream_pool_seed_skips_bootstrap(void **state)
+{
+	(void)state;
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	gw_conf_t *c = calloc(1, sizeof(*c));
+	char err[256];
+	struct sockaddr_in dead = closed_port(), a = {.sin_family = AF_INET};
+
+	assert_non_null(c);
+	gw_conf_defaults(c);
+	c->up.timeout_ms = 200;
+	c->up.attempts = 1;
+	memcpy(&c->up.bootstrap_addr, &dead, sizeof(dead));
+	c->up.bootstrap_addrlen = sizeof(dead);
+	assert_int_equal(gw_endpoint_parse("tls://resolver.example.test"
+					   "#resolver.example.test",
+					   true, &c->upstream[0], err,
+					   sizeof(err)),
+			 0);
+	c->n_upstream = 1;
+	assert_null(gw_up_pool_new(loop, c, err, sizeof(err)));
+	assert_non_null(strstr(err, "cannot resolve"));
+
+	gw_up_seed_t seed = {0}, out;
+	a.sin_port = htons(853);
+	a.sin_addr.s_addr = htonl(0x7f000002);
+	memcpy(&seed.e[0].addr, &a, sizeof(a));
+	seed.e[0].addrlen = sizeof(a);
+	seed.e[0].ttl = 100;
+	gw_up_pool_t *p = gw_up_pool_new_seeded(loop, c, &seed, err,
+						sizeof(err));
+	assert_non_null(p);
+	socklen_t len = 0;
+	const struct sockaddr *got = gw_up_pool_addr(p, 0, &len);
+	assert_non_null(got);
+	assert_int_equal(len, sizeof(a));
+	assert_memory_equal(got, &a, sizeof(a));
+	gw_up_pool_seed(p, &out);
+	assert_int_equal(out.e[0].addrlen, sizeof(a));
+	assert_memory_equal(&out.e[0].addr, &a, sizeof(a));
+	assert_true(out.e[0].ttl > 90 && out.e[0].ttl <= 100);
+	gw_up_pool_free(p);
+	free(c);
+	ev_loop_destroy(loop);
+}
+
 static gw_up_pool_t *pool_for(struct ev_loop *loop, gw_conf_t *c)
 {
 	char err[160];
@@ -1936,6 +1985,7 @@ int main(void)
 		cmocka_unit_test(test_upstream_io_all_down_fails_next_iteration),
 		cmocka_unit_test(test_upstream_io_cancel_and_free),
 		cmocka_unit_test(test_upstream_pool_rejects_unsupported),
+		cmocka_unit_test(test_upstream_pool_seed_skips_bootstrap),
 		cmocka_unit_test(test_upstream_policy_round_robin_weighted),
 		cmocka_unit_test(test_upstream_policy_random_weighted),
 		cmocka_unit_test(test_upstream_policy_least_outstanding),
