@@ -1,6 +1,7 @@
 #include "do53.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -11,10 +12,66 @@
 
 #define BATCH 32
 #define DGRAM_MAX 4096 /* queries are small; bigger datagrams are not DNS */
+#define TX_MAX 64         /* answers per sendmmsg */
+#define TX_BYTES 32768    /* answer bytes gathered before a send */
+
+/*
+ * Answers leave in one sendmmsg per loop iteration (gw_worker_flush), not
+ * one sendto each: those of a read batch answered from the cache, and those
+ * a batch of upstream answers finished. One gathering per worker thread,
+ * for all its UDP listeners (runs of one socket go in one call).
+ */
+typedef struct udp_tx {
+	gw_flush_t flush;
+	unsigned n;
+	size_t used;
+	int fd[TX_MAX];
+	struct mmsghdr mm[TX_MAX];
+	struct iovec iov[TX_MAX];
+	struct sockaddr_storage to[TX_MAX];
+	uint8_t buf[TX_BYTES];
+} udp_tx_t;
+
+static __thread udp_tx_t *tls_tx;
+
+static void tx_send(udp_tx_t *t)
+{
+	unsigned i = 0;
+	while (i < t->n) {
+		unsigned run = 1;
+		while (i + run < t->n && t->fd[i + run] == t->fd[i])
+			run++;
+		int r = sendmmsg(t->fd[i], t->mm + i, run, MSG_DONTWAIT);
+		if (r > 0) {
+			i += (unsigned)r;
+		} else if (r < 0 && errno == EINTR) {
+			continue;
+		} else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
+				     errno == ENOBUFS)) {
+			/* a full socket buffer drops the rest of the run, as
+			 * lost datagrams would be */
+			i += run;
+		} else {
+			/* this destination failed (say, unreachable): skip
+			 * it, not the answers after it */
+			gw_log(GW_LOG_DEBUG, "udp", "send failed", "error",
+			       strerror(errno), NULL);
+			i++;
+		}
+	}
+	t->n = 0;
+	t->used = 0;
+}
+
+static void on_tx_flush(gw_flush_t *f)
+{
+	tx_send((udp_tx_t *)f);
+}
 
 static void udp_on_answer(gw_query_t *q, const uint8_t *msg, size_t len)
 {
 	gw_listener_t *l = q->client;
+	udp_tx_t *t = tls_tx;
 	/* Behind a PROXY header the answer goes back through the proxy, bare
 	 * (as dnsdist answers its proxies): the proxy knows its client. */
 	const struct sockaddr *to =
@@ -23,10 +80,29 @@ static void udp_on_answer(gw_query_t *q, const uint8_t *msg, size_t len)
 	socklen_t alen = to->sa_family == AF_INET6
 				 ? sizeof(struct sockaddr_in6)
 				 : sizeof(struct sockaddr_in);
-	/* A full socket buffer drops the answer, as a lost datagram would. */
-	if (sendto(l->fd, msg, len, MSG_DONTWAIT, to, alen) < 0)
-		gw_log(GW_LOG_DEBUG, "udp", "send failed", "error",
-		       strerror(errno), NULL);
+
+	if (!t || len > TX_BYTES) {
+		/* no gathering (out of memory), or too big for it */
+		if (sendto(l->fd, msg, len, MSG_DONTWAIT, to, alen) < 0)
+			gw_log(GW_LOG_DEBUG, "udp", "send failed", "error",
+			       strerror(errno), NULL);
+		return;
+	}
+	if (t->n == TX_MAX || TX_BYTES - t->used < len)
+		tx_send(t);
+	unsigned i = t->n++;
+	memcpy(t->buf + t->used, msg, len);
+	memcpy(&t->to[i], to, alen);
+	t->fd[i] = l->fd;
+	t->iov[i].iov_base = t->buf + t->used;
+	t->iov[i].iov_len = len;
+	memset(&t->mm[i], 0, sizeof(t->mm[i]));
+	t->mm[i].msg_hdr.msg_name = &t->to[i];
+	t->mm[i].msg_hdr.msg_namelen = alen;
+	t->mm[i].msg_hdr.msg_iov = &t->iov[i];
+	t->mm[i].msg_hdr.msg_iovlen = 1;
+	t->used += len;
+	gw_worker_flush(l->worker, &t->flush);
 }
 
 static const gw_query_client_ops_t udp_ops = {.on_answer = udp_on_answer};
@@ -108,6 +184,10 @@ static void on_readable_proxy(struct ev_loop *loop, ev_io *io, int revents)
 
 static int udp_listener_start(gw_listener_t *l)
 {
+	/* in the worker's thread: its gathering, shared by its listeners
+	 * (without it, answers go out one sendto each) */
+	if (!tls_tx && (tls_tx = calloc(1, sizeof(*tls_tx))))
+		tls_tx->flush.fn = on_tx_flush;
 	/* policy.proxy_protocol needs a restart to change: decided once */
 	bool proxy = gw_policy_proxy_listener(l->worker->conf, l->ep);
 
@@ -126,7 +206,21 @@ static void udp_drain(gw_worker_t *w)
 			ev_io_stop(w->loop, &w->listeners[i].io);
 }
 
+/* Loop exit, in the worker's thread: what is gathered goes, then the
+ * gathering. */
+static void udp_close_all(gw_worker_t *w)
+{
+	udp_tx_t *t = tls_tx;
+	if (!t)
+		return;
+	gw_worker_flush_cancel(w, &t->flush);
+	tx_send(t);
+	free(t);
+	tls_tx = NULL;
+}
+
 const gw_listener_ops_t gw_udp_listener_ops = {
 	.start = udp_listener_start,
 	.drain = udp_drain,
+	.close_all = udp_close_all,
 };
