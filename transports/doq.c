@@ -488,6 +488,28 @@ static int cb_remove_cid(ngtcp2_conn *conn, const ngtcp2_cid *cid,
 	return 0;
 }
 
+/*
+ * TLS data from the client. Once the handshake is done a client has nothing
+ * more to say in TLS: we ask for no post-handshake authentication, and RFC
+ * 9001 6 forbids KeyUpdate in QUIC (an unexpected_message, 0x10a). Handed
+ * to wolfSSL, a KeyUpdate made it derive new secrets and install them under
+ * ngtcp2, whose assertion aborted the whole process: one packet from any
+ * client stopped the gateway. 1-RTT CRYPTO data is therefore refused here,
+ * which is also what lets the TLS object go at handshake end (tls_done).
+ */
+static int cb_recv_crypto_data(ngtcp2_conn *conn,
+			       ngtcp2_encryption_level level, uint64_t offset,
+			       const uint8_t *data, size_t datalen,
+			       void *user_data)
+{
+	if (level == NGTCP2_ENCRYPTION_LEVEL_1RTT) {
+		ngtcp2_conn_set_tls_alert(conn, 10); /* unexpected_message */
+		return NGTCP2_ERR_CRYPTO;
+	}
+	return ngtcp2_crypto_recv_crypto_data_cb(conn, level, offset, data,
+						 datalen, user_data);
+}
+
 /* RFC 9001 8.1: ALPN is mandatory for QUIC; "doq" is the only one we
  * speak (the context's select callback refuses other offers, but a client
  * that offers none never reaches it). */
@@ -646,7 +668,7 @@ static int cb_extend_max_stream_data(ngtcp2_conn *conn, int64_t stream_id,
 
 static const ngtcp2_callbacks server_callbacks = {
 	.recv_client_initial = ngtcp2_crypto_recv_client_initial_cb,
-	.recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb,
+	.recv_crypto_data = cb_recv_crypto_data,
 	.handshake_completed = cb_handshake_completed,
 	.encrypt = ngtcp2_crypto_encrypt_cb,
 	.decrypt = ngtcp2_crypto_decrypt_cb,
@@ -1168,6 +1190,17 @@ fail:
 }
 
 /* One datagram for a known connection. */
+/* The handshake is done and its last TLS output (the session ticket) is
+ * with ngtcp2, which keeps and resends it: nothing calls into TLS again
+ * (cb_recv_crypto_data), so the TLS object and its buffers go, about 20 KiB
+ * of an idle connection's memory. Keys live on in ngtcp2. */
+static void tls_done(doq_conn_t *c)
+{
+	ngtcp2_conn_set_tls_native_handle(c->conn, NULL);
+	wolfSSL_free(c->ssl);
+	c->ssl = NULL;
+}
+
 static void conn_recv(doq_conn_t *c, const uint8_t *data, size_t len,
 		      const struct sockaddr_storage *remote, socklen_t rlen)
 {
@@ -1217,6 +1250,8 @@ static void conn_recv(doq_conn_t *c, const uint8_t *data, size_t len,
 		conn_close_app(c, GW_DOQ_EXCESSIVE_LOAD, "connection cap");
 		return;
 	}
+	if (c->ssl && c->handshake_done)
+		tls_done(c);
 	/* ACKs and answers go out once the batch read is done */
 	gw_worker_flush(w, &c->flush);
 }

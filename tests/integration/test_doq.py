@@ -195,6 +195,22 @@ def test_alpn_other_than_doq_refused(s):
     assert_serving(s, g)
 
 
+@suite.case
+def test_tls_message_after_handshake_closes(s):
+    """The TLS object is freed once the handshake is done (docs/doq.md): a
+    client that still sends TLS data (a KeyUpdate in a 1-RTT CRYPTO frame,
+    forbidden by RFC 9001 6) is closed with CRYPTO_ERROR 0x10a
+    (unexpected_message) after its query was answered; others are
+    served and nothing is left behind."""
+    g = gw(s)
+    r = one(s, g, 'post-crypto')
+    check(r['handshake'] and r['answers'] == 1, 'query not answered: %s' % r)
+    check(r['close_type'] == 'transport' and r['close_code'] == 0x10a,
+          'want CRYPTO_ERROR 0x10a, got %s' % r)
+    assert_serving(s, g)
+    wait_baseline(g)
+
+
 # ------------------------------------------------------- cancellation
 
 def cancel_case(case):

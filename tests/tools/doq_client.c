@@ -15,7 +15,9 @@
  *
  * Cases (-c): normal, nonzero-id, early-fin, extra-data, two-queries,
  * keepalive, reset, stop-sending, split-prefix, one-byte, tiny-window,
- * dangling, uni, bad-alpn, amplify, streams, bench, handshakes, idle.
+ * dangling, uni, bad-alpn, amplify, streams, bench, handshakes, idle,
+ * post-crypto (after the handshake, one query, then a TLS KeyUpdate in a
+ * 1-RTT CRYPTO frame, which RFC 9001 6 forbids; the server must close).
  *
  * Prints one JSON object per connection (close codes, answers, stream
  * resets, bytes) and, for bench/handshakes/idle, one summary line. idle
@@ -60,13 +62,13 @@ enum kase {
 	K_NORMAL, K_NONZERO_ID, K_EARLY_FIN, K_EXTRA, K_TWO, K_KEEPALIVE,
 	K_RESET, K_STOP, K_SPLIT, K_ONEBYTE, K_TINYWIN, K_DANGLING, K_UNI,
 	K_BADALPN, K_AMPLIFY, K_STREAMS, K_BENCH, K_HANDSHAKES, K_IDLE,
-	K_EARLY,
+	K_EARLY, K_POSTCRYPTO,
 };
 static const char *const kase_names[] = {
 	"normal", "nonzero-id", "early-fin", "extra-data", "two-queries",
 	"keepalive", "reset", "stop-sending", "split-prefix", "one-byte",
 	"tiny-window", "dangling", "uni", "bad-alpn", "amplify", "streams",
-	"bench", "handshakes", "idle", "early",
+	"bench", "handshakes", "idle", "early", "post-crypto",
 };
 
 static struct {
@@ -831,6 +833,19 @@ static void conn_step(cconn_t *c)
 			c->phase = 1;
 		} else if (c->answers >= 1) {
 			conn_close(c, 0);
+		}
+		break;
+	case K_POSTCRYPTO:
+		if (c->phase == 0) {
+			send_query(c, opt.name, K_NORMAL);
+			c->phase = 1;
+		} else if (c->phase == 1 && c->answers >= 1) {
+			/* KeyUpdate(update_not_requested): type 24, length 1 */
+			static const uint8_t key_update[] = {24, 0, 0, 1, 0};
+			ngtcp2_conn_submit_crypto_data(
+				c->conn, NGTCP2_ENCRYPTION_LEVEL_1RTT,
+				key_update, sizeof(key_update));
+			c->phase = 2; /* the server's close ends it */
 		}
 		break;
 	default:
