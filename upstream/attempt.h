@@ -219,6 +219,18 @@ int gw_up_boot_parse(const uint8_t *msg, size_t len, const char *name,
 		     uint16_t qtype, uint16_t id, uint8_t *addr,
 		     uint32_t *ttl);
 
+/* The TLS messages a QUIC upstream sends after the handshake (1-RTT CRYPTO
+ * data, in order, in chunks of any size): only NewSessionTicket (RFC 8446
+ * 4.6.1) may come. RFC 9001 6 forbids KeyUpdate, which wolfSSL would turn
+ * into new keys installed under ngtcp2, aborting the process on ngtcp2's
+ * assertion. Feed each chunk; 0, or -1 at the first other message type. */
+typedef struct gw_up_tls_msgs {
+	uint32_t left;  /* body bytes of the current message still to come */
+	uint8_t hdr[4]; /* type and 24-bit length, as they arrive */
+	uint8_t have;
+} gw_up_tls_msgs_t;
+int gw_up_tls_tickets_only(gw_up_tls_msgs_t *m, const uint8_t *p, size_t n);
+
 /* --- for tests ------------------------------------------------------------ */
 
 /* Where a pool delivers results; defaults to gw_query_answer/gw_query_fail.

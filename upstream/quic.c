@@ -79,6 +79,7 @@ struct qconn {
 	char why[128];
 	qst_t *streams;
 	unsigned live;
+	gw_up_tls_msgs_t msgs; /* the server's TLS messages after the handshake */
 };
 
 struct gw_up_quic {
@@ -205,9 +206,53 @@ static int cb_stream_close(ngtcp2_conn *conn, uint32_t flags, int64_t sid,
 	return 0;
 }
 
+int gw_up_tls_tickets_only(gw_up_tls_msgs_t *m, const uint8_t *p, size_t n)
+{
+	while (n > 0) {
+		if (m->have < 4) {
+			m->hdr[m->have++] = *p++;
+			n--;
+			if (m->have == 1 && m->hdr[0] != 4) /* new_session_ticket */
+				return -1;
+			if (m->have == 4) {
+				m->left = (uint32_t)m->hdr[1] << 16 |
+					  (uint32_t)m->hdr[2] << 8 | m->hdr[3];
+				if (m->left == 0)
+					m->have = 0;
+			}
+			continue;
+		}
+		size_t take = n < m->left ? n : m->left;
+		p += take;
+		n -= take;
+		m->left -= (uint32_t)take;
+		if (m->left == 0)
+			m->have = 0;
+	}
+	return 0;
+}
+
+/* TLS data from the upstream: after the handshake only session tickets go
+ * on to wolfSSL (gw_up_tls_tickets_only); anything else closes the
+ * connection with unexpected_message (0x10a). */
+static int cb_recv_crypto_data(ngtcp2_conn *conn,
+			       ngtcp2_encryption_level level, uint64_t offset,
+			       const uint8_t *data, size_t datalen, void *user)
+{
+	qconn_t *c = user;
+
+	if (level == NGTCP2_ENCRYPTION_LEVEL_1RTT &&
+	    gw_up_tls_tickets_only(&c->msgs, data, datalen) < 0) {
+		ngtcp2_conn_set_tls_alert(conn, 10);
+		return NGTCP2_ERR_CRYPTO;
+	}
+	return ngtcp2_crypto_recv_crypto_data_cb(conn, level, offset, data,
+						 datalen, user);
+}
+
 static const ngtcp2_callbacks callbacks = {
 	.client_initial = ngtcp2_crypto_client_initial_cb,
-	.recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb,
+	.recv_crypto_data = cb_recv_crypto_data,
 	.handshake_completed = cb_handshake_completed,
 	.encrypt = ngtcp2_crypto_encrypt_cb,
 	.decrypt = ngtcp2_crypto_decrypt_cb,

@@ -246,6 +246,38 @@ static void test_upstream_enc_pool_schemes(void **state)
 	ev_loop_destroy(loop);
 }
 
+/* 1-RTT TLS messages from a QUIC upstream: session tickets pass however
+ * they are cut (a ticket body may hold any byte, 24 included); a KeyUpdate
+ * (24) or any other type is refused, after tickets or within a chunk. */
+static void test_upstream_enc_tls_tickets_only(void **state)
+{
+	(void)state;
+	/* two tickets: one with a body holding 24s, one with none */
+	static const uint8_t two[] = {4, 0, 0, 5, 24, 24, 0, 1, 2, 4, 0, 0, 0};
+	static const uint8_t bad[] = {4, 0, 0, 1, 9, 24, 0, 0, 1, 0};
+	gw_up_tls_msgs_t m;
+
+	for (size_t cut = 0; cut <= sizeof(two); cut++) {
+		memset(&m, 0, sizeof(m));
+		assert_int_equal(gw_up_tls_tickets_only(&m, two, cut), 0);
+		assert_int_equal(
+		    gw_up_tls_tickets_only(&m, two + cut, sizeof(two) - cut), 0);
+	}
+	memset(&m, 0, sizeof(m));
+	for (size_t i = 0; i < sizeof(two); i++)
+		assert_int_equal(gw_up_tls_tickets_only(&m, two + i, 1), 0);
+	/* the KeyUpdate after a ticket: refused in one chunk or alone */
+	memset(&m, 0, sizeof(m));
+	assert_int_equal(gw_up_tls_tickets_only(&m, bad, sizeof(bad)), -1);
+	memset(&m, 0, sizeof(m));
+	assert_int_equal(gw_up_tls_tickets_only(&m, bad, 5), 0);
+	assert_int_equal(gw_up_tls_tickets_only(&m, bad + 5, 1), -1);
+	/* a Finished (20) or anything else as well */
+	static const uint8_t fin[] = {20, 0, 0, 0};
+	memset(&m, 0, sizeof(m));
+	assert_int_equal(gw_up_tls_tickets_only(&m, fin, sizeof(fin)), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -254,6 +286,7 @@ int main(void)
 		cmocka_unit_test(test_upstream_enc_boot_parse_cname_and_misses),
 		cmocka_unit_test(test_upstream_enc_boot_parse_aaaa),
 		cmocka_unit_test(test_upstream_enc_pool_schemes),
+		cmocka_unit_test(test_upstream_enc_tls_tickets_only),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
