@@ -1189,7 +1189,6 @@ fail:
 	return GW_ENOMEM;
 }
 
-/* One datagram for a known connection. */
 /* The handshake is done and its last TLS output (the session ticket) is
  * with ngtcp2, which keeps and resends it: nothing calls into TLS again
  * (cb_recv_crypto_data), so the TLS object and its buffers go, about 20 KiB
@@ -1201,6 +1200,7 @@ static void tls_done(doq_conn_t *c)
 	c->ssl = NULL;
 }
 
+/* One datagram for a known connection. */
 static void conn_recv(doq_conn_t *c, const uint8_t *data, size_t len,
 		      const struct sockaddr_storage *remote, socklen_t rlen)
 {
