@@ -134,6 +134,16 @@ def check(cond, why, details=''):
         raise TestFailure(why, details)
 
 
+def stop_gateway_fixtures(s, timeout=10):
+    """A suite's last case: SIGTERM to each gateway fixture still running;
+    every one must exit 0."""
+    for name, g in list(s.fixtures.items()):
+        if not isinstance(g, Gateway) or not g.alive():
+            continue
+        rc = g.stop(timeout=timeout)
+        check(rc == 0, '%s: exit status %s after SIGTERM' % (name, rc), g.log_tail())
+
+
 def free_port():
     """A port free for both UDP and TCP on 127.0.0.1 (bind port 0)."""
     for _ in range(100):

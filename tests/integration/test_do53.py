@@ -379,12 +379,7 @@ def test_upstream_query_hygiene(s):
 
 @suite.case
 def test_sigterm_clean_exit(s):
-    for name, g in list(s.fixtures.items()):
-        if not isinstance(g, G.Gateway) or not g.alive():
-            continue
-        g.stopped_on_purpose = True
-        rc = g.stop(timeout=10)
-        check(rc == 0, '%s: exit status %s after SIGTERM' % (name, rc), g.log_tail())
+    G.stop_gateway_fixtures(s)
 
 
 if __name__ == '__main__':

@@ -26,29 +26,6 @@
 
 /* --- DNS messages ------------------------------------------------------------ */
 
-static size_t mk_query(uint8_t *out, const char *name)
-{
-	size_t n = GW_DNS_HEADER_LEN;
-
-	memset(out, 0, GW_DNS_HEADER_LEN);
-	gw_dns_put16(out + 2, GW_DNS_RD);
-	gw_dns_put16(out + 4, 1);
-	while (*name) {
-		const char *dot = strchr(name, '.');
-		size_t l = dot ? (size_t)(dot - name) : strlen(name);
-		out[n++] = (uint8_t)l;
-		memcpy(out + n, name, l);
-		n += l;
-		name += l;
-		if (*name == '.')
-			name++;
-	}
-	out[n++] = 0;
-	gw_dns_put16(out + n, GW_DNS_T_A);
-	gw_dns_put16(out + n + 2, 1);
-	return n + 4;
-}
-
 /* The answer to query q (qlen bytes): QR, one A record. */
 static size_t mk_answer(const uint8_t *q, size_t qlen, uint8_t *out)
 {
@@ -258,7 +235,9 @@ static void fx_send(fx_t *f, tq_t *t, const char *name)
 {
 	memset(t, 0, sizeof(*t));
 	snprintf(t->name, sizeof(t->name), "%s", name);
-	t->q.wire_len = mk_query(t->wire, name);
+	int n = gw_up_boot_query(t->wire, sizeof(t->wire), name, GW_DNS_T_A, 0);
+	assert_true(n > 0);
+	t->q.wire_len = (size_t)n;
 	t->q.wire = t->wire;
 	t->q.client = t;
 	ev_now_update(f->loop);
